@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from dns_records.models import CheckResult, Domain
+
+
+class DomainSerializer(serializers.ModelSerializer[Domain]):
+    organisation = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    display_name = serializers.CharField(read_only=True)
+    status = serializers.SerializerMethodField(help_text="Newest delegation status, or null")
+    check_pending = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Domain
+        fields = ["name", "display_name", "organisation", "created_at", "status", "check_pending"]
+        read_only_fields = fields
+
+    def get_status(self, obj: Any) -> str | None:
+        return getattr(obj, "latest_status", None)
+
+    def get_check_pending(self, obj: Any) -> bool:
+        return bool(getattr(obj, "check_pending", False))
+
+
+class DomainCreateSerializer(serializers.Serializer[Domain]):
+    name = serializers.CharField(max_length=300)
+    organisation = serializers.SlugField(
+        required=False, help_text="Slug of the organisation; needed when you belong to several"
+    )
+
+
+class CheckResultSerializer(serializers.ModelSerializer[CheckResult]):
+    class Meta:
+        model = CheckResult
+        fields = ["name", "status", "summary", "details", "checked_at"]
+        read_only_fields = fields

@@ -1,0 +1,225 @@
+"""Strict readers for settings taken from the environment.
+
+Each helper returns the parsed value or raises ImproperlyConfigured naming the variable:
+a malformed value stops start-up instead of being guessed at.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _raw(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def env_str(name: str, default: str = "", environ: Mapping[str, str] = os.environ) -> str:
+    value = _raw(environ, name)
+    return default if value is None else value
+
+
+def env_bool(name: str, default: bool, environ: Mapping[str, str] = os.environ) -> bool:
+    value = _raw(environ, name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be one of 1/0/true/false/yes/no/on/off, not {value!r}")
+
+
+def env_int(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> int:
+    value = _raw(environ, name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, not {number}")
+    return number
+
+
+def env_float(
+    name: str, default: float, *, minimum: float = 0.0, environ: Mapping[str, str] = os.environ
+) -> float:
+    value = _raw(environ, name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if number <= minimum:
+        raise ImproperlyConfigured(f"{name} must be greater than {minimum}, not {number}")
+    return number
+
+
+def env_list(name: str, environ: Mapping[str, str] = os.environ) -> list[str]:
+    value = _raw(environ, name)
+    if value is None:
+        return []
+    items = [item.strip() for item in value.split(",")]
+    if any(item == "" for item in items):
+        raise ImproperlyConfigured(f"{name} has an empty item in {value!r}")
+    return items
+
+
+@dataclass(frozen=True)
+class Nameserver:
+    """One DNS server to send queries to."""
+
+    address: str
+    port: int = 53
+
+
+def parse_nameserver(text: str) -> Nameserver:
+    """Parse `ip`, `ip:port`, `[ipv6]:port` or a bare IPv6 address."""
+    text = text.strip()
+    host, port = text, 53
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"malformed nameserver {text!r}")
+        if rest:
+            port = _port(rest[1:], text)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        port = _port(port_text, text)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"nameserver {text!r} is not an IP address") from None
+    return Nameserver(address=str(address), port=port)
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"bad port in {whole!r}")
+    return int(text)
+
+
+def env_nameservers(name: str, environ: Mapping[str, str] = os.environ) -> list[Nameserver]:
+    result = []
+    for item in env_list(name, environ):
+        try:
+            result.append(parse_nameserver(item))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {exc}") from None
+    return result
+
+
+def env_networks(
+    name: str, environ: Mapping[str, str] = os.environ
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    result = []
+    for item in env_list(name, environ):
+        try:
+            result.append(ipaddress.ip_network(item, strict=True))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {exc}") from None
+    return result
+
+
+def env_host_port(
+    name: str, default: tuple[str, int], environ: Mapping[str, str] = os.environ
+) -> tuple[str, int]:
+    value = _raw(environ, name)
+    if value is None:
+        return default
+    host, sep, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host:
+        raise ImproperlyConfigured(f"{name} must be host:port, not {value!r}")
+    try:
+        return host, _port(port_text, value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+def env_encryption_keys(name: str, environ: Mapping[str, str] = os.environ) -> dict[str, bytes]:
+    """`id:base64key,...`; each key decodes to 32 bytes. The first encrypts, all decrypt."""
+    keys: dict[str, bytes] = {}
+    for item in env_list(name, environ):
+        key_id, sep, encoded = item.partition(":")
+        if not sep or not key_id or not encoded:
+            raise ImproperlyConfigured(f"{name} items must be keyid:base64key")
+        if key_id in keys:
+            raise ImproperlyConfigured(f"{name} repeats key id {key_id!r}")
+        try:
+            raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError):
+            raise ImproperlyConfigured(f"{name}: key {key_id!r} is not base64") from None
+        if len(raw) != 32:
+            raise ImproperlyConfigured(f"{name}: key {key_id!r} must decode to 32 bytes")
+        keys[key_id] = raw
+    return keys
+
+
+def parse_database_url(url: str, *, base_dir: Path) -> dict[str, Any]:
+    """Django DATABASES entry for postgres://user:pass@host:port/name or sqlite:///path."""
+    parts = urlsplit(url)
+    if parts.scheme in {"postgres", "postgresql", "pgsql"}:
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ValueError("a postgres URL needs a database name")
+        options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "OPTIONS": options,
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+        }
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        if path in {"", "/"}:
+            raise ValueError("a sqlite URL needs a file path: sqlite:///path/to/db.sqlite3")
+        # sqlite:///relative/x -> path "/relative/x"; sqlite:////abs/x -> "//abs/x".
+        file = Path(path[1:]) if not path.startswith("//") else Path(path[1:])
+        if not file.is_absolute():
+            file = base_dir / file
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(file)}
+    raise ValueError(f"unsupported database scheme {parts.scheme!r}")
+
+
+def env_database(name: str, *, default_sqlite: Path, base_dir: Path) -> dict[str, Any]:
+    value = _raw(os.environ, name)
+    if value is None:
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(default_sqlite)}
+    try:
+        return parse_database_url(value, base_dir=base_dir)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None

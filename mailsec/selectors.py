@@ -1,0 +1,55 @@
+"""Read queries of the core: which organisations a user may see and change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+
+from mailsec.models import WRITE_ROLES, AuditLog, Membership, Organisation, TaskRun
+
+User = AbstractBaseUser | AnonymousUser
+
+
+def organisations_visible(user: User) -> QuerySet[Organisation]:
+    if not user.is_authenticated:
+        return Organisation.objects.none()
+    return Organisation.objects.filter(memberships__user=user)
+
+
+def organisations_writable(user: User) -> QuerySet[Organisation]:
+    if not user.is_authenticated:
+        return Organisation.objects.none()
+    return Organisation.objects.filter(memberships__user=user, memberships__role__in=WRITE_ROLES)
+
+
+def membership_get(user: User, organisation: Organisation) -> Membership | None:
+    if not user.is_authenticated:
+        return None
+    return Membership.objects.filter(user=user, organisation=organisation).first()
+
+
+def can_write(user: User, organisation: Organisation) -> bool:
+    membership = membership_get(user, organisation)
+    return membership is not None and membership.can_write
+
+
+def task_runs_visible(user: User) -> QuerySet[TaskRun]:
+    return TaskRun.objects.filter(organisation__in=organisations_visible(user))
+
+
+def audit_log_visible(user: User) -> QuerySet[AuditLog]:
+    return AuditLog.objects.filter(organisation__in=organisations_visible(user)).select_related(
+        "organisation"
+    )
+
+
+def latest_task_run(*, kind: str, obj: Any) -> TaskRun | None:
+    return (
+        TaskRun.objects.filter(
+            kind=kind, object_type=type(obj).__name__.lower(), object_id=str(obj.pk)
+        )
+        .order_by("-created_at")
+        .first()
+    )
