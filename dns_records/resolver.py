@@ -119,7 +119,8 @@ class Resolver:
 def _no_nameservers_reason(exc: dns.resolver.NoNameservers) -> str:
     errors = exc.kwargs.get("errors") or []
     parts = []
-    for server, _tcp, _port, error in errors:
-        text = str(error)
-        parts.append(f"{server}: {text}" if text else str(server))
+    for entry in errors:
+        # (server, tcp, port, error[, answer]) depending on the dnspython version
+        server, error = entry[0], entry[3]
+        parts.append(f"{server}: {error}" if str(error) else str(server))
     return "no server answered: " + "; ".join(parts) if parts else "no server answered"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
@@ -42,3 +43,18 @@ class ApiTokenAuthentication(BaseAuthentication):
 def request_token(request: Any) -> ApiToken | None:
     auth = getattr(request, "auth", None)
     return auth if isinstance(auth, ApiToken) else None
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[misc]
+    """Describes the token header in the OpenAPI schema."""
+
+    target_class = "mailsec.authentication.ApiTokenAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <key>`; create keys under API tokens or with create_api_token",
+        }

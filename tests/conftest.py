@@ -1,0 +1,150 @@
+"""Shared fixtures: users in organisations, API clients, and the real servers the tests use."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from mailsec.celery import app as celery_app
+from mailsec.env import parse_nameserver
+from mailsec.models import Organisation, Role, TokenScope
+from mailsec.services import api_token_create, membership_set, organisation_create
+from tests.servers import CeleryWorker, KnotServer, missing
+
+PASSWORD = "correct horse battery staple"
+
+
+# --- people and organisations ------------------------------------------------------------
+
+
+def _user(username: str) -> Any:
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(username=username, password=PASSWORD)
+
+
+@pytest.fixture
+def org(db: None) -> Organisation:
+    return organisation_create(name="Acme Mail", actor=None)
+
+
+@pytest.fixture
+def other_org(db: None) -> Organisation:
+    return organisation_create(name="Other Org", actor=None)
+
+
+@pytest.fixture
+def owner(org: Organisation) -> Any:
+    user = _user("olivia")
+    membership_set(organisation=org, user=user, role=Role.OWNER, actor=None)
+    return user
+
+
+@pytest.fixture
+def viewer(org: Organisation) -> Any:
+    user = _user("victor")
+    membership_set(organisation=org, user=user, role=Role.VIEWER, actor=None)
+    return user
+
+
+@pytest.fixture
+def outsider(other_org: Organisation) -> Any:
+    """A member of another organisation only."""
+    user = _user("oscar")
+    membership_set(organisation=other_org, user=user, role=Role.OWNER, actor=None)
+    return user
+
+
+def token_client(user: Any, scope: TokenScope = TokenScope.WRITE) -> APIClient:
+    _token, key = api_token_create(user=user, scope=scope, actor=None)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+@pytest.fixture
+def owner_api(owner: Any) -> APIClient:
+    return token_client(owner)
+
+
+@pytest.fixture
+def viewer_api(viewer: Any) -> APIClient:
+    return token_client(viewer)
+
+
+@pytest.fixture
+def outsider_api(outsider: Any) -> APIClient:
+    return token_client(outsider)
+
+
+# --- real servers -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def knot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnotServer]:
+    """Knot DNS serving tests/fixtures/zones; the product's resolver is pointed at it."""
+    server = KnotServer(tmp_path_factory.mktemp("knot"))
+    server.start()
+    previous = settings.MAILSEC_DNS_NAMESERVERS
+    settings.MAILSEC_DNS_NAMESERVERS = [parse_nameserver(server.nameserver)]
+    try:
+        yield server
+    finally:
+        settings.MAILSEC_DNS_NAMESERVERS = previous
+        server.stop()
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    port = f":{db['PORT']}" if db["PORT"] else ""
+    return f"postgres://{auth}@{db['HOST']}{port}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    django_db_setup: None,
+    django_db_blocker: Any,
+    knot: KnotServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[CeleryWorker]:
+    """A real Celery worker on Redis, reading the test database and resolving through Knot."""
+    if not settings.REDIS_AVAILABLE:
+        missing("Redis is not running on 127.0.0.1:6379")
+    with django_db_blocker.unblock():
+        database_url = _database_url()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "mailsec.settings",
+        "MAILSEC_DEBUG": "1",
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": settings.TEST_BROKER_URL,
+        "MAILSEC_CELERY_QUEUE": settings.TEST_QUEUE,
+        "MAILSEC_DNS_NAMESERVERS": knot.nameserver,
+        "MAILSEC_DNS_TIMEOUT": "2",
+        "MAILSEC_VAR_DIR": str(tmp_path_factory.mktemp("worker-var")),
+    }
+    worker = CeleryWorker(tmp_path_factory.mktemp("worker"), env)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _purge_test_queue() -> Iterator[None]:
+    """Drop this run's queue afterwards so tasks never outlive the run."""
+    yield
+    if settings.REDIS_AVAILABLE:
+        with celery_app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(settings.TEST_QUEUE)

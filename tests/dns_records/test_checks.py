@@ -1,0 +1,44 @@
+"""The delegation check end to end through the resolver adapter, against the fixture zones."""
+
+from __future__ import annotations
+
+import pytest
+
+from dns_records.checks import check_delegation
+from dns_records.models import CheckStatus
+from dns_records.resolver import Resolver
+from mailsec.env import parse_nameserver
+
+pytestmark = pytest.mark.knot
+
+
+@pytest.fixture
+def resolver(knot):
+    return Resolver(nameservers=[parse_nameserver(knot.nameserver)], timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("domain", "status", "phrase"),
+    [
+        ("good.test", CheckStatus.OK, "Delegated to 2 name servers; SOA serial 2026112801"),
+        ("xn--bcher-kva.test", CheckStatus.OK, "Delegated to 2 name servers"),
+        ("single-ns.test", CheckStatus.WARNING, "Only one name server"),
+        ("shared-addr.test", CheckStatus.WARNING, "share one address"),
+        ("lame.test", CheckStatus.FAIL, "ns2.lame.test has no address"),
+        ("www.good.test", CheckStatus.FAIL, "not a delegated zone"),
+        ("missing.good.test", CheckStatus.FAIL, "does not exist"),
+        ("out-of-zone-ns.test", CheckStatus.ERROR, "ns.unserved.example"),
+        ("unserved.example", CheckStatus.ERROR, "REFUSED"),
+    ],
+)
+def test_delegation_verdicts(resolver, domain, status, phrase):
+    outcome = check_delegation(domain, resolver)
+    assert outcome.status == status, outcome
+    assert phrase in outcome.summary
+
+
+def test_delegation_details_list_name_servers_and_addresses(resolver):
+    outcome = check_delegation("good.test", resolver)
+    servers = {s["name"]: s["addresses"] for s in outcome.details["nameservers"]}
+    assert servers == {"ns1.good.test": ["127.0.0.53"], "ns2.good.test": ["127.0.0.54", "::1"]}
+    assert outcome.details["resolvers"]

@@ -1,0 +1,65 @@
+"""The resolver adapter against a real Knot server: found, missing, and failed lookups differ."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from dns_records.resolver import LookupStatus, Resolver
+from mailsec.env import parse_nameserver
+
+pytestmark = pytest.mark.knot
+
+
+@pytest.fixture
+def resolver(knot):
+    return Resolver(nameservers=[parse_nameserver(knot.nameserver)], timeout=2)
+
+
+def test_found_records_come_back_as_text(resolver):
+    lookup = resolver.lookup("good.test", "NS")
+    assert lookup.status is LookupStatus.OK
+    assert lookup.records == ("ns1.good.test", "ns2.good.test")
+    assert lookup.ttl == 300
+
+
+def test_missing_name_is_nxdomain(resolver):
+    assert resolver.lookup("missing.good.test", "A").status is LookupStatus.NXDOMAIN
+
+
+def test_name_without_that_type_is_nodata(resolver):
+    assert resolver.lookup("www.good.test", "MX").status is LookupStatus.NODATA
+
+
+def test_refused_answer_is_an_error_not_a_missing_record(resolver):
+    lookup = resolver.lookup("not-served.example", "A")
+    assert lookup.status is LookupStatus.ERROR
+    assert "REFUSED" in lookup.reason
+
+
+def test_silent_server_is_a_timeout_error():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.11", 0))
+        port = sink.getsockname()[1]
+        stop = threading.Event()
+
+        def swallow():
+            sink.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    sink.recvfrom(4096)
+                except OSError:
+                    pass
+
+        thread = threading.Thread(target=swallow, daemon=True)
+        thread.start()
+        try:
+            resolver = Resolver(nameservers=[parse_nameserver(f"127.0.0.11:{port}")], timeout=0.5)
+            lookup = resolver.lookup("good.test", "NS")
+        finally:
+            stop.set()
+            thread.join()
+    assert lookup.status is LookupStatus.ERROR
+    assert "timed out" in lookup.reason

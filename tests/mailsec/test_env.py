@@ -1,0 +1,106 @@
+"""The strict environment readers: good values parse, malformed ones stop start-up."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from mailsec.env import (
+    Nameserver,
+    env_bool,
+    env_encryption_keys,
+    env_host_port,
+    env_int,
+    env_list,
+    env_nameservers,
+    env_networks,
+    parse_database_url,
+)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1", True), ("yes", True), ("OFF", False), ("0", False)])
+def test_env_bool_reads_common_spellings(text, expected):
+    assert env_bool("X", default=not expected, environ={"X": text}) is expected
+
+
+def test_env_bool_refuses_a_guess():
+    with pytest.raises(ImproperlyConfigured, match="X must be one of"):
+        env_bool("X", default=False, environ={"X": "maybe"})
+
+
+def test_env_bool_uses_default_when_unset_or_blank():
+    assert env_bool("X", default=True, environ={}) is True
+    assert env_bool("X", default=False, environ={"X": "  "}) is False
+
+
+def test_env_int_enforces_bounds():
+    assert env_int("N", 1, minimum=1, environ={"N": "7"}) == 7
+    with pytest.raises(ImproperlyConfigured, match="at least 1"):
+        env_int("N", 1, minimum=1, environ={"N": "0"})
+    with pytest.raises(ImproperlyConfigured, match="integer"):
+        env_int("N", 1, environ={"N": "seven"})
+
+
+def test_env_list_refuses_empty_items():
+    assert env_list("L", environ={"L": "a, b"}) == ["a", "b"]
+    with pytest.raises(ImproperlyConfigured, match="empty item"):
+        env_list("L", environ={"L": "a,,b"})
+
+
+def test_nameservers_accept_ip_and_port_forms():
+    servers = env_nameservers("NS", environ={"NS": "127.0.0.10:5353, 192.0.2.1, [::1]:53, 2001:db8::1"})
+    assert servers == [
+        Nameserver("127.0.0.10", 5353),
+        Nameserver("192.0.2.1", 53),
+        Nameserver("::1", 53),
+        Nameserver("2001:db8::1", 53),
+    ]
+
+
+@pytest.mark.parametrize("bad", ["dns.example", "127.0.0.1:0", "127.0.0.1:99999", "1.2.3.4:x"])
+def test_nameservers_refuse_names_and_bad_ports(bad):
+    with pytest.raises(ImproperlyConfigured, match="NS"):
+        env_nameservers("NS", environ={"NS": bad})
+
+
+def test_networks_must_be_exact_cidrs():
+    assert [str(n) for n in env_networks("N", environ={"N": "10.0.0.0/8"})] == ["10.0.0.0/8"]
+    with pytest.raises(ImproperlyConfigured):
+        env_networks("N", environ={"N": "10.0.0.1/8"})
+
+
+def test_host_port():
+    assert env_host_port("L", ("127.0.0.1", 2525), environ={"L": "0.0.0.0:25"}) == ("0.0.0.0", 25)
+    with pytest.raises(ImproperlyConfigured):
+        env_host_port("L", ("127.0.0.1", 2525), environ={"L": "nohost"})
+
+
+def test_encryption_keys_need_32_bytes_and_unique_ids():
+    key = base64.urlsafe_b64encode(bytes(range(32))).decode()
+    assert env_encryption_keys("K", environ={"K": f"k1:{key}"}) == {"k1": bytes(range(32))}
+    with pytest.raises(ImproperlyConfigured, match="32 bytes"):
+        env_encryption_keys("K", environ={"K": "k1:c2hvcnQ="})
+    with pytest.raises(ImproperlyConfigured, match="repeats"):
+        env_encryption_keys("K", environ={"K": f"k1:{key},k1:{key}"})
+
+
+def test_database_url_postgres():
+    db = parse_database_url("postgres://u:p%40ss@db.internal:6543/mail?sslmode=require", base_dir=Path("/"))
+    assert db["ENGINE"] == "django.db.backends.postgresql"
+    assert (db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
+        "mail", "u", "p@ss", "db.internal", "6543",
+    )
+    assert db["OPTIONS"] == {"sslmode": "require"}
+
+
+def test_database_url_sqlite_relative_and_absolute():
+    assert parse_database_url("sqlite:///var/x.db", base_dir=Path("/srv"))["NAME"] == "/srv/var/x.db"
+    assert parse_database_url("sqlite:////tmp/x.db", base_dir=Path("/srv"))["NAME"] == "/tmp/x.db"
+
+
+def test_database_url_refuses_unknown_scheme():
+    with pytest.raises(ValueError, match="unsupported"):
+        parse_database_url("mysql://x/y", base_dir=Path("/"))

@@ -1,0 +1,60 @@
+"""Task-run claiming: a job is taken by one worker only, and a finished one never again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from mailsec.models import TaskRun, TaskState
+from mailsec.services import task_run_claim, task_run_execute, task_run_finish
+
+pytestmark = pytest.mark.django_db
+
+STALE = timedelta(seconds=90)
+
+
+@pytest.fixture
+def run(org):
+    return TaskRun.objects.create(organisation=org, kind="test", object_type="x", object_id="1")
+
+
+def test_a_pending_run_is_claimed_once(run):
+    assert task_run_claim(task_run_id=run.id, stale_after=STALE) is True
+    assert task_run_claim(task_run_id=run.id, stale_after=STALE) is False
+    run.refresh_from_db()
+    assert run.state == TaskState.RUNNING and run.attempts == 1
+
+
+def test_a_finished_run_is_never_claimed_again(run):
+    task_run_claim(task_run_id=run.id, stale_after=STALE)
+    task_run_finish(task_run_id=run.id, result={"ok": True})
+    assert task_run_claim(task_run_id=run.id, stale_after=timedelta(0)) is False
+    run.refresh_from_db()
+    assert run.state == TaskState.SUCCEEDED and run.result == {"ok": True}
+
+
+def test_a_run_abandoned_by_a_dead_worker_can_be_reclaimed(run):
+    task_run_claim(task_run_id=run.id, stale_after=STALE)
+    TaskRun.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(seconds=91))
+    assert task_run_claim(task_run_id=run.id, stale_after=STALE) is True
+    run.refresh_from_db()
+    assert run.attempts == 2
+
+
+def test_execute_records_the_error_and_reraises(run):
+    def work():
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        task_run_execute(task_run_id=run.id, stale_after=STALE, work=work)
+    run.refresh_from_db()
+    assert run.state == TaskState.FAILED and run.error == "ValueError: boom"
+
+
+def test_execute_skips_work_of_a_claimed_run(run):
+    task_run_claim(task_run_id=run.id, stale_after=STALE)
+    calls = []
+    assert task_run_execute(task_run_id=run.id, stale_after=STALE, work=lambda: calls.append(1)) is False
+    assert calls == []

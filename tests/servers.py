@@ -1,0 +1,200 @@
+"""Real servers for the tests, each started on a loopback address and stopped by its own pid.
+
+A missing component skips its tests with the reason, unless MAILSEC_TEST_REQUIRE_SERVICES=1,
+where it fails them: CI must never pass by skipping what it was meant to exercise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ZONES = Path(__file__).resolve().parent / "fixtures" / "zones"
+KNOT_ADDRESS = "127.0.0.10"
+
+
+def services_required() -> bool:
+    return os.environ.get("MAILSEC_TEST_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
+
+
+def missing(reason: str) -> None:
+    """Skip, or fail when the run requires every component."""
+    if services_required():
+        pytest.fail(f"required test component unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port(address: str) -> int:
+    """A port free for both TCP and UDP on the address."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((address, 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((address, port))
+                except OSError:
+                    continue
+            return int(port)
+    raise RuntimeError(f"no free port on {address}")
+
+
+def wait_for_tcp(address: str, port: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop the process group that this test started, and nothing else."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@dataclass
+class KnotServer:
+    """knotd serving the fixture zones on KNOT_ADDRESS, for every DNS test."""
+
+    directory: Path
+    address: str = KNOT_ADDRESS
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    zones: list[str] = field(default_factory=list)
+
+    @property
+    def nameserver(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "knot.conf"
+
+    def start(self) -> None:
+        if shutil.which("knotd") is None:
+            missing("knotd is not installed (scripts/install-system-deps installs it)")
+        zone_dir = self.directory / "zones"
+        shutil.copytree(ZONES, zone_dir)
+        self.zones = sorted(p.name.removesuffix(".zone") for p in zone_dir.glob("*.zone"))
+        self.port = free_port(self.address)
+        for sub in ("run", "db"):
+            (self.directory / sub).mkdir()
+        lines = [
+            "server:",
+            f"    rundir: {self.directory / 'run'}",
+            f"    listen: {self.address}@{self.port}",
+            "database:",
+            f"    storage: {self.directory / 'db'}",
+            "control:",
+            f"    listen: {self.directory / 'run' / 'knot.sock'}",
+            "log:",
+            "  - target: stderr",
+            "    any: warning",
+            "template:",
+            "  - id: default",
+            f"    storage: {zone_dir}",
+            "    zonefile-load: whole",
+            "    journal-content: none",
+            "zone:",
+        ]
+        lines += [f"  - domain: {zone}\n    file: {zone}.zone" for zone in self.zones]
+        self.config.write_text("\n".join(lines) + "\n")
+        log = (self.directory / "knotd.log").open("wb")
+        self.process = subprocess.Popen(
+            ["knotd", "-c", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if not wait_for_tcp(self.address, self.port):
+            self.stop()
+            raise RuntimeError(f"knotd did not start: {(self.directory / 'knotd.log').read_text()}")
+        self._wait_for_zones()
+
+    def _wait_for_zones(self) -> None:
+        import dns.message
+        import dns.query
+
+        deadline = time.monotonic() + 10
+        for zone in self.zones:
+            while True:
+                query = dns.message.make_query(zone, "SOA")
+                try:
+                    reply = dns.query.udp(query, self.address, port=self.port, timeout=1)
+                    if reply.answer:
+                        break
+                except Exception:  # noqa: S110  (not up yet)
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"knotd did not load zone {zone}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+
+@dataclass
+class CeleryWorker:
+    """A real `celery worker` process on the test broker and the test database."""
+
+    directory: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    name: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:8]}@localhost")
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "worker.log"
+
+    def start(self, timeout: float = 30.0) -> None:
+        argv = [
+            sys.executable, "-m", "celery", "-A", "mailsec", "worker",
+            "--loglevel=INFO", "--pool=prefork", "--concurrency=2",
+            "--without-gossip", "--without-mingle", "-n", self.name,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env=self.env,
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery worker exited: {self.log_path.read_text()[-3000:]}")
+            if "ready." in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"celery worker not ready: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, timeout=20)

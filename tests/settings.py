@@ -1,0 +1,33 @@
+"""Settings for the test run: the product's settings with test-only infrastructure choices."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from mailsec.settings import *  # noqa: F403
+from mailsec.settings import CELERY_BROKER_TRANSPORT_OPTIONS, STORAGES
+
+# Requests in tests are plain http; production keeps the redirect.
+SECURE_SSL_REDIRECT = False
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+
+
+def _redis_up(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# Tasks go to Redis on a database and queue of this run's own, where the worker fixture reads.
+TEST_BROKER_URL = os.environ.get("MAILSEC_TEST_BROKER_URL", "redis://127.0.0.1:6379/15")
+TEST_QUEUE = f"mailsec-test-{os.getpid()}"
+REDIS_AVAILABLE = _redis_up()
+if REDIS_AVAILABLE:
+    CELERY_BROKER_URL = TEST_BROKER_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_DEFAULT_QUEUE = TEST_QUEUE
+assert CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] == 3600
