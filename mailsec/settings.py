@@ -259,4 +259,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("MAILSEC_LOG_LEVEL", "INFO").upper()},
+    # django-axes logs every successful login at INFO; lockouts are warnings and still show.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

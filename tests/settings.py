@@ -31,3 +31,6 @@ if REDIS_AVAILABLE:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_DEFAULT_QUEUE = TEST_QUEUE
 assert CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] == 3600
+# The live server's request threads end after each request: persistent connections would
+# outlive them and block dropping the test database.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

@@ -1,0 +1,87 @@
+"""A person in headless Chromium: log in, add a domain, watch its check arrive without a reload."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from dns_records.models import Domain
+from tests.conftest import PASSWORD
+from tests.servers import missing
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.worker,
+    pytest.mark.knot,
+    pytest.mark.django_db(transaction=True),
+]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]  # fmt: skip
+
+
+@pytest.fixture
+def browser_page(tmp_path: Any) -> Iterator[tuple[Any, list[str]]]:
+    if not os.path.exists(CHROMIUM) or shutil.which("chromium") is None:
+        missing("Chromium is not installed at /usr/bin/chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("the playwright package is not installed")
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the test makes
+    # between browser steps are still plain synchronous calls.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.on("console", lambda m: problems.append(m.text) if m.type in {"error", "warning"} else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        try:
+            yield page, problems
+        finally:
+            page.screenshot(path=str(tmp_path / "last.png"), full_page=True)
+            browser.close()
+            # ORM calls made inside Playwright's context opened their own connection.
+            connections.close_all()
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def test_add_domain_and_see_its_delegation_without_reload(
+    browser_page, live_server, celery_worker, owner, tmp_path
+):
+    page, problems = browser_page
+    page.goto(f"{live_server.url}/domains/")
+    assert "/login/" in page.url
+    page.fill("input[name=username]", owner.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/domains/")
+
+    page.evaluate("window.mailsecMarker = 'same-page'")
+    page.fill("#domain-name", "good.test")
+    page.click("#domain-add-form button[type=submit]")
+
+    page.locator("#domain-table tbody tr").first.wait_for(timeout=10_000)
+    domain = Domain.objects.get(name="good.test")
+    row = page.locator(f"#domain-{domain.pk}")
+    row.locator("[data-status=pending], [data-status=ok]").first.wait_for(timeout=10_000)
+    row.locator("[data-status=ok]").wait_for(timeout=30_000)
+    assert "Delegated to 2 name servers" in row.inner_text()
+    assert page.evaluate("window.mailsecMarker") == "same-page", "the page was reloaded"
+    assert page.input_value("#domain-name") == "", "the add form was not reset"
+    # Polling stops once the result is in: the row no longer asks for updates.
+    assert row.get_attribute("hx-trigger") is None
+
+    page.click(f"#domain-{domain.pk} a")
+    page.locator("#check-results [data-status=ok]").wait_for()
+    page.screenshot(path=str(tmp_path / "domain.png"), full_page=True)
+    assert problems == [], problems

@@ -1,0 +1,130 @@
+"""The htmx UI: login everywhere, per-organisation visibility, roles, fragments and CSP."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from dns_records.models import Domain
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def login(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def domain(org):
+    return Domain.objects.create(organisation=org, name="good.test")
+
+
+@pytest.mark.parametrize("path", ["/", "/domains/", "/audit/", "/tokens/", "/domains/1/"])
+def test_pages_redirect_anonymous_users_to_login(path):
+    response = Client().get(path)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+
+
+def test_health_endpoints_need_no_login():
+    assert Client().get("/healthz").json() == {"status": "ok"}
+
+
+def test_domain_list_shows_only_the_users_organisations(owner, outsider, domain, other_org):
+    Domain.objects.create(organisation=other_org, name="secret.test")
+    page = login(owner).get("/domains/").content.decode()
+    assert "good.test" in page and "secret.test" not in page
+
+
+def test_outsider_gets_404_on_another_organisations_domain_page(outsider, domain):
+    client = login(outsider)
+    assert client.get(f"/domains/{domain.pk}/").status_code == 404
+    assert client.post(f"/domains/{domain.pk}/delete/").status_code == 404
+    assert Domain.objects.filter(pk=domain.pk).exists()
+
+
+def test_viewer_sees_no_add_form_and_cannot_delete(viewer, domain):
+    client = login(viewer)
+    page = client.get("/domains/").content.decode()
+    assert 'id="domain-add-form"' not in page
+    assert client.post(f"/domains/{domain.pk}/delete/", HTTP_HX_REQUEST="true").status_code == 403
+    assert client.post("/domains/add/", {"name": "x.test"}).status_code == 200
+    assert not Domain.objects.filter(name="x.test").exists()
+
+
+def test_htmx_search_returns_only_the_table_fragment(owner, domain):
+    response = login(owner).get(
+        "/domains/?q=good", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="domain-table"
+    )
+    body = response.content.decode()
+    assert body.lstrip().startswith('<div id="domain-table">')
+    assert "<html" not in body and "good.test" in body
+
+
+def test_add_returns_the_table_with_a_pending_row_that_polls(owner):
+    response = login(owner).post("/domains/add/", {"name": "good.test"}, HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    domain = Domain.objects.get(name="good.test")
+    assert f'id="domain-{domain.pk}" hx-get="/domains/{domain.pk}/row/" hx-trigger="every 2s"' in body
+    assert "checking…" in body
+
+
+def test_add_with_a_bad_name_retargets_the_form_with_the_error(owner):
+    response = login(owner).post("/domains/add/", {"name": "bad name.test"}, HTTP_HX_REQUEST="true")
+    assert response["HX-Retarget"] == "#domain-add-form"
+    assert "not a valid label" in response.content.decode()
+
+
+def test_pages_carry_a_nonce_csp_and_the_csrf_header_for_htmx(owner, domain):
+    response = login(owner).get("/domains/")
+    csp = response["Content-Security-Policy"]
+    assert "script-src 'self' 'nonce-" in csp
+    assert "unsafe-inline" not in csp
+    body = response.content.decode()
+    assert 'hx-headers=\'{"X-CSRFToken": "' in body
+    assert "<style" not in body and " style=" not in body
+
+
+def test_htmx_post_without_csrf_token_is_refused(owner):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+    response = client.post("/domains/add/", {"name": "good.test"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 403
+    assert not Domain.objects.exists()
+
+
+def test_login_is_locked_after_repeated_failures(owner):
+    client = Client()
+    for _ in range(5):
+        client.post("/login/", {"username": owner.username, "password": "wrong"})
+    response = client.post("/login/", {"username": owner.username, "password": PASSWORD})
+    assert response.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+def test_login_works_with_the_right_password(owner):
+    client = Client()
+    response = client.post("/login/", {"username": owner.username, "password": PASSWORD})
+    assert response.status_code == 302
+    assert client.get("/domains/").status_code == 200
+
+
+def test_token_page_shows_a_new_key_once_and_stores_its_hash(owner):
+    from mailsec.models import ApiToken
+
+    client = login(owner)
+    response = client.post("/tokens/", {"name": "ci", "scope": "write", "expires": "30"}, HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    token = ApiToken.objects.get(user=owner)
+    assert token.prefix in body and "Copy this key now" in body
+    assert "Copy this key now" not in client.get("/tokens/").content.decode()
+
+
+def test_audit_page_lists_changes_of_the_users_organisations_only(owner, outsider, org):
+    client = login(owner)
+    client.post("/domains/add/", {"name": "good.test"})
+    assert "domain.create" in client.get("/audit/").content.decode()
+    assert "good.test" not in login(outsider).get("/audit/").content.decode()

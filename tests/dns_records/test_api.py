@@ -1,0 +1,129 @@
+"""The domains API: per-organisation access, roles, validation, checks and the audit trail."""
+
+from __future__ import annotations
+
+import pytest
+
+from dns_records.models import CheckResult, CheckStatus, Domain
+from mailsec.models import AuditLog, TaskRun, TaskState
+from mailsec.services import membership_set
+from mailsec.models import Role
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/domains/"
+
+
+@pytest.fixture
+def domain(org):
+    return Domain.objects.create(organisation=org, name="good.test")
+
+
+def test_create_normalises_and_queues_a_check(owner_api, org):
+    response = owner_api.post(URL, {"name": "Bücher.TEST."}, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["name"] == "xn--bcher-kva.test"
+    assert body["display_name"] == "bücher.test"
+    assert body["organisation"] == org.slug
+    domain = Domain.objects.get(name="xn--bcher-kva.test")
+    run = TaskRun.objects.get(object_id=str(domain.pk))
+    assert run.state == TaskState.PENDING and run.kind == "domain.check"
+
+
+def test_create_writes_the_audit_log(owner_api, owner, org):
+    owner_api.post(URL, {"name": "audit.test"}, format="json")
+    entry = AuditLog.objects.get(action="domain.create")
+    assert (entry.actor, entry.organisation, entry.after) == (owner, org, {"name": "audit.test"})
+
+
+def test_duplicate_name_in_one_organisation_is_refused(owner_api, domain):
+    response = owner_api.post(URL, {"name": "GOOD.test"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+    assert "already" in response.json()["error"]["details"]["name"][0]
+
+
+def test_same_name_in_two_organisations_is_allowed(owner_api, outsider_api, domain):
+    assert outsider_api.post(URL, {"name": "good.test"}, format="json").status_code == 201
+    assert Domain.objects.filter(name="good.test").count() == 2
+
+
+def test_invalid_name_gets_a_clear_error(owner_api):
+    response = owner_api.post(URL, {"name": "192.0.2.1"}, format="json")
+    assert response.status_code == 400
+    assert "IP address" in response.json()["error"]["details"]["name"][0]
+
+
+def test_viewer_gets_403_on_create(viewer_api):
+    response = viewer_api.post(URL, {"name": "new.test"}, format="json")
+    assert response.status_code == 403
+    assert not Domain.objects.exists()
+
+
+def test_viewer_can_list_and_read(viewer_api, domain):
+    assert [d["name"] for d in viewer_api.get(URL).json()["results"]] == ["good.test"]
+    assert viewer_api.get(f"{URL}good.test/").status_code == 200
+
+
+def test_viewer_cannot_delete_or_request_a_check(viewer_api, domain):
+    assert viewer_api.delete(f"{URL}good.test/").status_code == 403
+    assert viewer_api.post(f"{URL}good.test/check/").status_code == 403
+    assert Domain.objects.filter(pk=domain.pk).exists()
+
+
+def test_outsider_gets_404_on_another_organisations_domain(outsider_api, domain):
+    assert outsider_api.get(f"{URL}good.test/").status_code == 404
+    assert outsider_api.delete(f"{URL}good.test/").status_code == 404
+    assert outsider_api.post(f"{URL}good.test/check/").status_code == 404
+    assert outsider_api.get(f"{URL}good.test/checks/").status_code == 404
+    assert outsider_api.get(URL).json()["results"] == []
+
+
+def test_owner_deletes_with_audit(owner_api, domain):
+    assert owner_api.delete(f"{URL}good.test/").status_code == 204
+    assert not Domain.objects.exists()
+    assert AuditLog.objects.filter(action="domain.delete", before={"name": "good.test"}).exists()
+
+
+def test_check_answers_202_with_a_task_to_poll(owner_api, domain):
+    response = owner_api.post(f"{URL}good.test/check/")
+    assert response.status_code == 202
+    task_id = response.json()["task_id"]
+    assert response.json()["url"] == f"/api/v1/tasks/{task_id}/"
+    task = owner_api.get(f"/api/v1/tasks/{task_id}/").json()
+    assert task["state"] == "pending" and task["kind"] == "domain.check"
+
+
+def test_outsider_cannot_read_anothers_task(owner_api, outsider_api, domain):
+    task_id = owner_api.post(f"{URL}good.test/check/").json()["task_id"]
+    assert outsider_api.get(f"/api/v1/tasks/{task_id}/").status_code == 404
+
+
+def test_checks_lists_the_latest_result_per_check(owner_api, domain):
+    from django.utils import timezone
+    from datetime import timedelta
+
+    now = timezone.now()
+    CheckResult.objects.create(domain=domain, name="delegation", status=CheckStatus.FAIL,
+                               summary="old", checked_at=now - timedelta(hours=1))  # fmt: skip
+    CheckResult.objects.create(domain=domain, name="delegation", status=CheckStatus.OK,
+                               summary="new", details={"x": 1}, checked_at=now)  # fmt: skip
+    results = owner_api.get(f"{URL}good.test/checks/").json()
+    assert [(r["name"], r["status"], r["summary"]) for r in results] == [("delegation", "ok", "new")]
+    assert owner_api.get(f"{URL}good.test/").json()["status"] == "ok"
+
+
+def test_member_of_two_organisations_must_name_one(owner_api, owner, other_org):
+    membership_set(organisation=other_org, user=owner, role=Role.ADMIN, actor=None)
+    response = owner_api.post(URL, {"name": "two.test"}, format="json")
+    assert response.status_code == 400
+    response = owner_api.post(URL, {"name": "two.test", "organisation": other_org.slug}, format="json")
+    assert response.status_code == 201
+    assert Domain.objects.get(name="two.test").organisation == other_org
+
+
+def test_cannot_create_in_an_organisation_one_does_not_belong_to(owner_api, other_org):
+    response = owner_api.post(URL, {"name": "x.test", "organisation": other_org.slug}, format="json")
+    assert response.status_code == 400
+    assert not Domain.objects.exists()
