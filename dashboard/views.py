@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
+from django_htmx.middleware import HtmxDetails
 
 from dns_records import selectors as domain_selectors
 from dns_records import services as domain_services
@@ -23,6 +24,12 @@ from mailsec.selectors import audit_log_visible, can_write, organisations_writab
 from mailsec.services import api_token_create, api_token_revoke
 
 PAGE_SIZE = 25
+
+
+class HtmxRequest(HttpRequest):
+    """A request after django-htmx's middleware has annotated it."""
+
+    htmx: HtmxDetails
 
 
 def _visible_domain(request: HttpRequest, pk: int) -> Domain:
@@ -44,7 +51,7 @@ def _domain_table_context(request: HttpRequest) -> dict[str, object]:
 
 
 @require_GET
-def domain_list(request: HttpRequest) -> HttpResponse:
+def domain_list(request: HtmxRequest) -> HttpResponse:
     context = _domain_table_context(request)
     if request.htmx and request.htmx.target == "domain-table":
         return render(request, "dashboard/partials/domain_table.html", context)
@@ -62,9 +69,7 @@ def domain_add(request: HttpRequest) -> HttpResponse:
         errors.append("You cannot add domains to that organisation.")
     else:
         try:
-            domain_services.domain_create(
-                organisation=organisation, name=name, actor=request.user
-            )
+            domain_services.domain_create(organisation=organisation, name=name, actor=request.user)
         except ValidationError as exc:
             errors.extend(msg for msgs in exc.message_dict.values() for msg in msgs)
         except PermissionDenied as exc:
@@ -91,7 +96,7 @@ def domain_row(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_http_methods(["POST", "DELETE"])
-def domain_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def domain_delete(request: HtmxRequest, pk: int) -> HttpResponse:
     domain = _visible_domain(request, pk)
     domain_services.domain_delete(domain=domain, actor=request.user)
     if request.htmx:
@@ -119,14 +124,18 @@ def domain_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def domain_checks(request: HttpRequest, pk: int) -> HttpResponse:
     domain = _visible_domain(request, pk)
-    return render(request, "dashboard/partials/check_results.html", _checks_context(request, domain))
+    return render(
+        request, "dashboard/partials/check_results.html", _checks_context(request, domain)
+    )
 
 
 @require_POST
 def domain_check(request: HttpRequest, pk: int) -> HttpResponse:
     domain = _visible_domain(request, pk)
     domain_services.domain_check_request(domain=domain, actor=request.user)
-    return render(request, "dashboard/partials/check_results.html", _checks_context(request, domain))
+    return render(
+        request, "dashboard/partials/check_results.html", _checks_context(request, domain)
+    )
 
 
 @require_GET
@@ -139,7 +148,7 @@ EXPIRY_CHOICES = {"30": 30, "90": 90, "365": 365, "never": None}
 
 
 @require_http_methods(["GET", "POST"])
-def token_list(request: HttpRequest) -> HttpResponse:
+def token_list(request: HtmxRequest) -> HttpResponse:
     new_key = None
     error = ""
     if request.method == "POST":
@@ -164,7 +173,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    token = get_object_or_404(ApiToken, pk=pk, user=request.user)  # type: ignore[misc]
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
     api_token_revoke(token=token, actor=request.user)
     tokens = ApiToken.objects.filter(user=request.user)  # type: ignore[misc]
     return TemplateResponse(

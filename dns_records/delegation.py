@@ -19,7 +19,9 @@ def parse_soa(text: str) -> dict[str, Any]:
     parts = text.split()
     if len(parts) != len(SOA_FIELDS):
         return {"raw": text}
-    soa: dict[str, Any] = dict(zip(SOA_FIELDS[:2], (p.rstrip(".").lower() for p in parts[:2]), strict=True))
+    soa: dict[str, Any] = dict(
+        zip(SOA_FIELDS[:2], (p.rstrip(".").lower() for p in parts[:2]), strict=True)
+    )
     for key, value in zip(SOA_FIELDS[2:], parts[2:], strict=True):
         soa[key] = int(value) if value.isdigit() else value
     return soa

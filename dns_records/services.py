@@ -72,9 +72,8 @@ def domain_check_request(*, domain: Domain, actor: Actor) -> TaskRun:
     run = task_run_create(
         organisation=domain.organisation, kind=CHECK_TASK_KIND, obj=domain, actor=actor
     )
-    check_domain.apply_async_on_commit(
-        kwargs={"task_run_id": str(run.id), "domain_id": domain.pk}, task_id=str(run.id)
-    )
+    kwargs = {"task_run_id": str(run.id), "domain_id": domain.pk}
+    transaction.on_commit(lambda: check_domain.apply_async(kwargs=kwargs, task_id=str(run.id)))
     return run
 
 

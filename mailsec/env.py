@@ -207,8 +207,8 @@ def parse_database_url(url: str, *, base_dir: Path) -> dict[str, Any]:
         path = unquote(parts.path)
         if path in {"", "/"}:
             raise ValueError("a sqlite URL needs a file path: sqlite:///path/to/db.sqlite3")
-        # sqlite:///relative/x -> path "/relative/x"; sqlite:////abs/x -> "//abs/x".
-        file = Path(path[1:]) if not path.startswith("//") else Path(path[1:])
+        # sqlite:///relative/x has path "/relative/x"; sqlite:////abs/x has "//abs/x".
+        file = Path(path[1:])
         if not file.is_absolute():
             file = base_dir / file
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(file)}

@@ -47,7 +47,9 @@ class Membership(models.Model):
     class Meta:
         constraints = [
             # One role per user and organisation; also serves "organisations of this user".
-            models.UniqueConstraint(fields=["user", "organisation"], name="membership_unique_user_org"),
+            models.UniqueConstraint(
+                fields=["user", "organisation"], name="membership_unique_user_org"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -70,7 +72,9 @@ class ApiToken(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
     )
     name = models.CharField(max_length=100, blank=True)
-    prefix = models.CharField(max_length=12, help_text="First characters of the key, to recognise it")
+    prefix = models.CharField(
+        max_length=12, help_text="First characters of the key, to recognise it"
+    )
     key_hash = models.CharField(max_length=64, unique=True)
     scope = models.CharField(max_length=5, choices=TokenScope.choices, default=TokenScope.READ)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -111,7 +115,9 @@ class AuditLog(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.object_repr}"
+        return (
+            f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.object_repr}"
+        )
 
 
 class TaskState(models.TextChoices):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as UserModel
 from django.db.models import QuerySet
 
 from mailsec.models import WRITE_ROLES, AuditLog, Membership, Organisation, TaskRun
 
-User = AbstractBaseUser | AnonymousUser
+User = UserModel | AnonymousUser
 
 
 def organisations_visible(user: User) -> QuerySet[Organisation]:

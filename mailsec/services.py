@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -30,11 +30,11 @@ from mailsec.models import (
     TokenScope,
 )
 
-Actor = AbstractBaseUser | AnonymousUser | None
+Actor = User | AnonymousUser | None
 
 logger = logging.getLogger(__name__)
 
-TOKEN_PREFIX = "msk_"
+TOKEN_PREFIX = "msk_"  # noqa: S105  (a marker, not a secret)
 
 
 def audit_record(
@@ -46,7 +46,7 @@ def audit_record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditLog:
-    user = actor if isinstance(actor, AbstractBaseUser) else None
+    user = actor if isinstance(actor, User) else None
     return AuditLog.objects.create(
         organisation=organisation,
         actor=user,
@@ -80,7 +80,7 @@ def organisation_create(*, name: str, actor: Actor) -> Organisation:
 
 @transaction.atomic
 def membership_set(
-    *, organisation: Organisation, user: AbstractBaseUser, role: Role, actor: Actor
+    *, organisation: Organisation, user: User, role: Role, actor: Actor
 ) -> Membership:
     membership, created = Membership.objects.get_or_create(
         organisation=organisation, user=user, defaults={"role": role}
@@ -108,7 +108,7 @@ def api_token_hash(key: str) -> str:
 @transaction.atomic
 def api_token_create(
     *,
-    user: AbstractBaseUser,
+    user: User,
     scope: TokenScope,
     actor: Actor,
     name: str = "",
@@ -174,7 +174,7 @@ def task_run_create(
     obj: Any,
     actor: Actor,
 ) -> TaskRun:
-    user = actor if isinstance(actor, AbstractBaseUser) else None
+    user = actor if isinstance(actor, User) else None
     return TaskRun.objects.create(
         organisation=organisation,
         kind=kind,
@@ -195,9 +195,8 @@ def task_run_claim(*, task_run_id: Any, stale_after: timedelta) -> bool:
         state=TaskState.RUNNING, started_at__lt=now - stale_after
     )
 
-    updated = (
-        TaskRun.objects.filter(claimable, pk=task_run_id)
-        .update(state=TaskState.RUNNING, started_at=now, attempts=F("attempts") + 1)
+    updated = TaskRun.objects.filter(claimable, pk=task_run_id).update(
+        state=TaskState.RUNNING, started_at=now, attempts=F("attempts") + 1
     )
     return updated == 1
 

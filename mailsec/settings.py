@@ -30,7 +30,7 @@ VAR_DIR = Path(env_str("MAILSEC_VAR_DIR", str(BASE_DIR / "var")))
 
 # A fixed, public key for development only; the mailsec.E001 system check refuses it when
 # MAILSEC_DEBUG is off.
-DEV_SECRET_KEY = "mailsec-development-only-key-never-use-in-production"
+DEV_SECRET_KEY = "mailsec-development-only-key-never-use-in-production"  # noqa: S105
 SECRET_KEY = env_str("MAILSEC_SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("MAILSEC_DEBUG", False)
 

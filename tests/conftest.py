@@ -16,6 +16,7 @@ from mailsec.celery import app as celery_app
 from mailsec.env import parse_nameserver
 from mailsec.models import Organisation, Role, TokenScope
 from mailsec.services import api_token_create, membership_set, organisation_create
+from tests import settings as test_settings
 from tests.servers import CeleryWorker, KnotServer, missing
 
 PASSWORD = "correct horse battery staple"
@@ -118,7 +119,7 @@ def celery_worker(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[CeleryWorker]:
     """A real Celery worker on Redis, reading the test database and resolving through Knot."""
-    if not settings.REDIS_AVAILABLE:
+    if not test_settings.REDIS_AVAILABLE:
         missing("Redis is not running on 127.0.0.1:6379")
     with django_db_blocker.unblock():
         database_url = _database_url()
@@ -127,8 +128,8 @@ def celery_worker(
         "DJANGO_SETTINGS_MODULE": "mailsec.settings",
         "MAILSEC_DEBUG": "1",
         "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": settings.TEST_BROKER_URL,
-        "MAILSEC_CELERY_QUEUE": settings.TEST_QUEUE,
+        "CELERY_BROKER_URL": test_settings.TEST_BROKER_URL,
+        "MAILSEC_CELERY_QUEUE": test_settings.TEST_QUEUE,
         "MAILSEC_DNS_NAMESERVERS": knot.nameserver,
         "MAILSEC_DNS_TIMEOUT": "2",
         "MAILSEC_VAR_DIR": str(tmp_path_factory.mktemp("worker-var")),
@@ -145,6 +146,6 @@ def celery_worker(
 def _purge_test_queue() -> Iterator[None]:
     """Drop this run's queue afterwards so tasks never outlive the run."""
     yield
-    if settings.REDIS_AVAILABLE:
+    if test_settings.REDIS_AVAILABLE:
         with celery_app.connection_for_write() as conn:
-            conn.default_channel.queue_delete(settings.TEST_QUEUE)
+            conn.default_channel.queue_delete(test_settings.TEST_QUEUE)  # type: ignore[attr-defined]

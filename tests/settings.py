@@ -10,7 +10,10 @@ from mailsec.settings import CELERY_BROKER_TRANSPORT_OPTIONS, STORAGES
 
 # Requests in tests are plain http; production keeps the redirect.
 SECURE_SSL_REDIRECT = False
-STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+STORAGES = {
+    **STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
 
 

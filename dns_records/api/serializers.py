@@ -5,10 +5,13 @@ from typing import Any
 from rest_framework import serializers
 
 from dns_records.models import CheckResult, Domain
+from mailsec.models import Organisation
 
 
 class DomainSerializer(serializers.ModelSerializer[Domain]):
-    organisation = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organisation: serializers.SlugRelatedField[Organisation] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     display_name = serializers.CharField(read_only=True)
     status = serializers.SerializerMethodField(help_text="Newest delegation status, or null")
     check_pending = serializers.SerializerMethodField()

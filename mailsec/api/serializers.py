@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from mailsec.models import TaskRun
+from mailsec.models import Organisation, TaskRun
 
 
 class TaskRunSerializer(serializers.ModelSerializer[TaskRun]):
-    organisation = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organisation: serializers.SlugRelatedField[Organisation] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
 
     class Meta:
         model = TaskRun

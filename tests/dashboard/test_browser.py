@@ -43,7 +43,9 @@ def browser_page(tmp_path: Any) -> Iterator[tuple[Any, list[str]]]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.on("console", lambda m: problems.append(m.text) if m.type in {"error", "warning"} else None)
+        page.on(
+            "console", lambda m: problems.append(m.text) if m.type in {"error", "warning"} else None
+        )
         page.on("pageerror", lambda e: problems.append(str(e)))
         try:
             yield page, problems

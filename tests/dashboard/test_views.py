@@ -68,7 +68,9 @@ def test_add_returns_the_table_with_a_pending_row_that_polls(owner):
     response = login(owner).post("/domains/add/", {"name": "good.test"}, HTTP_HX_REQUEST="true")
     body = response.content.decode()
     domain = Domain.objects.get(name="good.test")
-    assert f'id="domain-{domain.pk}" hx-get="/domains/{domain.pk}/row/" hx-trigger="every 2s"' in body
+    assert (
+        f'id="domain-{domain.pk}" hx-get="/domains/{domain.pk}/row/" hx-trigger="every 2s"' in body
+    )
     assert "checking…" in body
 
 
@@ -116,7 +118,9 @@ def test_token_page_shows_a_new_key_once_and_stores_its_hash(owner):
     from mailsec.models import ApiToken
 
     client = login(owner)
-    response = client.post("/tokens/", {"name": "ci", "scope": "write", "expires": "30"}, HTTP_HX_REQUEST="true")
+    response = client.post(
+        "/tokens/", {"name": "ci", "scope": "write", "expires": "30"}, HTTP_HX_REQUEST="true"
+    )
     body = response.content.decode()
     token = ApiToken.objects.get(user=owner)
     assert token.prefix in body and "Copy this key now" in body

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dns_records.models import CheckResult, CheckStatus, Domain
-from mailsec.models import AuditLog, TaskRun, TaskState
+from mailsec.models import AuditLog, Role, TaskRun, TaskState
 from mailsec.services import membership_set
-from mailsec.models import Role
 
 pytestmark = pytest.mark.django_db
 
@@ -101,8 +100,9 @@ def test_outsider_cannot_read_anothers_task(owner_api, outsider_api, domain):
 
 
 def test_checks_lists_the_latest_result_per_check(owner_api, domain):
-    from django.utils import timezone
     from datetime import timedelta
+
+    from django.utils import timezone
 
     now = timezone.now()
     CheckResult.objects.create(domain=domain, name="delegation", status=CheckStatus.FAIL,
@@ -110,7 +110,9 @@ def test_checks_lists_the_latest_result_per_check(owner_api, domain):
     CheckResult.objects.create(domain=domain, name="delegation", status=CheckStatus.OK,
                                summary="new", details={"x": 1}, checked_at=now)  # fmt: skip
     results = owner_api.get(f"{URL}good.test/checks/").json()
-    assert [(r["name"], r["status"], r["summary"]) for r in results] == [("delegation", "ok", "new")]
+    assert [(r["name"], r["status"], r["summary"]) for r in results] == [
+        ("delegation", "ok", "new")
+    ]
     assert owner_api.get(f"{URL}good.test/").json()["status"] == "ok"
 
 
@@ -118,12 +120,16 @@ def test_member_of_two_organisations_must_name_one(owner_api, owner, other_org):
     membership_set(organisation=other_org, user=owner, role=Role.ADMIN, actor=None)
     response = owner_api.post(URL, {"name": "two.test"}, format="json")
     assert response.status_code == 400
-    response = owner_api.post(URL, {"name": "two.test", "organisation": other_org.slug}, format="json")
+    response = owner_api.post(
+        URL, {"name": "two.test", "organisation": other_org.slug}, format="json"
+    )
     assert response.status_code == 201
     assert Domain.objects.get(name="two.test").organisation == other_org
 
 
 def test_cannot_create_in_an_organisation_one_does_not_belong_to(owner_api, other_org):
-    response = owner_api.post(URL, {"name": "x.test", "organisation": other_org.slug}, format="json")
+    response = owner_api.post(
+        URL, {"name": "x.test", "organisation": other_org.slug}, format="json"
+    )
     assert response.status_code == 400
     assert not Domain.objects.exists()

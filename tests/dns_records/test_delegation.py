@@ -15,8 +15,12 @@ def ns(*hosts):
 
 
 def addr(host, *ips, status=OK, reason=""):
-    return [Lookup(host, "A", status if ips or status is not OK else LookupStatus.NODATA, ips, reason=reason),
-            Lookup(host, "AAAA", LookupStatus.NODATA)]  # fmt: skip
+    """A and AAAA lookups of a name server: its IPv4 addresses, or the given failure."""
+    a_status = LookupStatus.NODATA if status is OK and not ips else status
+    return [
+        Lookup(host, "A", a_status, ips, reason=reason),
+        Lookup(host, "AAAA", LookupStatus.NODATA),
+    ]
 
 
 def test_two_resolving_name_servers_are_ok():
@@ -30,7 +34,9 @@ def test_two_resolving_name_servers_are_ok():
 
 
 def test_one_name_server_is_a_warning():
-    outcome = evaluate_delegation("d.test", ns("a.d.test"), SOA, {"a.d.test": addr("a.d.test", "192.0.2.1")})
+    outcome = evaluate_delegation(
+        "d.test", ns("a.d.test"), SOA, {"a.d.test": addr("a.d.test", "192.0.2.1")}
+    )
     assert outcome.status == CheckStatus.WARNING
 
 
@@ -63,7 +69,10 @@ def test_name_server_whose_lookup_failed_is_an_error_not_a_fail():
 
 def test_nxdomain_is_a_fail():
     outcome = evaluate_delegation(
-        "d.test", Lookup("d.test", "NS", LookupStatus.NXDOMAIN), Lookup("d.test", "SOA", LookupStatus.NXDOMAIN), {}
+        "d.test",
+        Lookup("d.test", "NS", LookupStatus.NXDOMAIN),
+        Lookup("d.test", "SOA", LookupStatus.NXDOMAIN),
+        {},
     )
     assert outcome.status == CheckStatus.FAIL
     assert "does not exist" in outcome.summary
@@ -71,7 +80,10 @@ def test_nxdomain_is_a_fail():
 
 def test_no_ns_records_is_a_fail():
     outcome = evaluate_delegation(
-        "d.test", Lookup("d.test", "NS", LookupStatus.NODATA), Lookup("d.test", "SOA", LookupStatus.NODATA), {}
+        "d.test",
+        Lookup("d.test", "NS", LookupStatus.NODATA),
+        Lookup("d.test", "SOA", LookupStatus.NODATA),
+        {},
     )
     assert outcome.status == CheckStatus.FAIL
 
@@ -86,7 +98,10 @@ def test_failed_ns_lookup_is_an_error_with_the_reason():
 
 def test_failed_soa_lookup_is_an_error():
     outcome = evaluate_delegation(
-        "d.test", ns("a.d.test"), Lookup("d.test", "SOA", LookupStatus.ERROR, reason="timed out"), {}
+        "d.test",
+        ns("a.d.test"),
+        Lookup("d.test", "SOA", LookupStatus.ERROR, reason="timed out"),
+        {},
     )
     assert outcome.status == CheckStatus.ERROR
 

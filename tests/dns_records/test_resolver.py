@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -48,10 +49,8 @@ def test_silent_server_is_a_timeout_error():
         def swallow():
             sink.settimeout(0.2)
             while not stop.is_set():
-                try:
+                with contextlib.suppress(OSError):
                     sink.recvfrom(4096)
-                except OSError:
-                    pass
 
         thread = threading.Thread(target=swallow, daemon=True)
         thread.start()

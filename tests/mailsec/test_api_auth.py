@@ -28,7 +28,11 @@ def test_no_token_gets_401_in_the_error_shape():
     response = APIClient().get(DOMAINS)
     assert response.status_code == 401
     assert response.json() == {
-        "error": {"code": "not_authenticated", "message": "Invalid or missing token.", "details": {}}
+        "error": {
+            "code": "not_authenticated",
+            "message": "Invalid or missing token.",
+            "details": {},
+        }
     }
     assert response["WWW-Authenticate"] == "Token"
 
@@ -39,8 +43,11 @@ def test_valid_token_gets_200(owner):
 
 
 def test_wrong_unknown_expired_and_revoked_tokens_get_the_same_401(owner):
-    expired, expired_key = api_token_create(
-        user=owner, scope=TokenScope.WRITE, actor=None, expires_at=timezone.now() - timedelta(seconds=1)
+    _expired, expired_key = api_token_create(
+        user=owner,
+        scope=TokenScope.WRITE,
+        actor=None,
+        expires_at=timezone.now() - timedelta(seconds=1),
     )
     revoked, revoked_key = api_token_create(user=owner, scope=TokenScope.WRITE, actor=None)
     api_token_revoke(token=revoked, actor=owner)
@@ -72,7 +79,7 @@ def test_only_a_keyed_hash_is_stored(owner):
     dump = io.StringIO()
     call_command("dumpdata", stdout=dump)
     assert key not in dump.getvalue()
-    assert key[len(token.prefix):] not in dump.getvalue()
+    assert key[len(token.prefix) :] not in dump.getvalue()
     assert token.key_hash != key and len(token.key_hash) == 64
 
 

@@ -21,7 +21,9 @@ from mailsec.env import (
 )
 
 
-@pytest.mark.parametrize(("text", "expected"), [("1", True), ("yes", True), ("OFF", False), ("0", False)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("1", True), ("yes", True), ("OFF", False), ("0", False)]
+)
 def test_env_bool_reads_common_spellings(text, expected):
     assert env_bool("X", default=not expected, environ={"X": text}) is expected
 
@@ -51,7 +53,9 @@ def test_env_list_refuses_empty_items():
 
 
 def test_nameservers_accept_ip_and_port_forms():
-    servers = env_nameservers("NS", environ={"NS": "127.0.0.10:5353, 192.0.2.1, [::1]:53, 2001:db8::1"})
+    servers = env_nameservers(
+        "NS", environ={"NS": "127.0.0.10:5353, 192.0.2.1, [::1]:53, 2001:db8::1"}
+    )
     assert servers == [
         Nameserver("127.0.0.10", 5353),
         Nameserver("192.0.2.1", 53),
@@ -88,16 +92,24 @@ def test_encryption_keys_need_32_bytes_and_unique_ids():
 
 
 def test_database_url_postgres():
-    db = parse_database_url("postgres://u:p%40ss@db.internal:6543/mail?sslmode=require", base_dir=Path("/"))
+    db = parse_database_url(
+        "postgres://u:p%40ss@db.internal:6543/mail?sslmode=require", base_dir=Path("/")
+    )
     assert db["ENGINE"] == "django.db.backends.postgresql"
     assert (db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
-        "mail", "u", "p@ss", "db.internal", "6543",
+        "mail",
+        "u",
+        "p@ss",
+        "db.internal",
+        "6543",
     )
     assert db["OPTIONS"] == {"sslmode": "require"}
 
 
 def test_database_url_sqlite_relative_and_absolute():
-    assert parse_database_url("sqlite:///var/x.db", base_dir=Path("/srv"))["NAME"] == "/srv/var/x.db"
+    assert (
+        parse_database_url("sqlite:///var/x.db", base_dir=Path("/srv"))["NAME"] == "/srv/var/x.db"
+    )
     assert parse_database_url("sqlite:////tmp/x.db", base_dir=Path("/srv"))["NAME"] == "/tmp/x.db"
 
 

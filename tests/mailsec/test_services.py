@@ -56,5 +56,8 @@ def test_execute_records_the_error_and_reraises(run):
 def test_execute_skips_work_of_a_claimed_run(run):
     task_run_claim(task_run_id=run.id, stale_after=STALE)
     calls = []
-    assert task_run_execute(task_run_id=run.id, stale_after=STALE, work=lambda: calls.append(1)) is False
+    assert (
+        task_run_execute(task_run_id=run.id, stale_after=STALE, work=lambda: calls.append(1))
+        is False
+    )
     assert calls == []

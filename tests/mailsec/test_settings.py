@@ -76,6 +76,8 @@ def test_malformed_environment_value_stops_start_up():
 
 
 def test_debug_is_off_unless_asked_for():
-    result = _manage("shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env={})
+    result = _manage(
+        "shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env={}
+    )
     assert result.stdout.strip().splitlines()[-1] == "False"
     assert settings.SECURE_CSP["script-src"]

@@ -37,6 +37,8 @@ class Command(BaseCommand):
             )
             organisation = organisation_create(name=options["organisation"], actor=user)
             membership_set(organisation=organisation, user=user, role=Role.OWNER, actor=user)
-        self.stdout.write(self.style.SUCCESS(f"Created user {options['username']!r} in {organisation.name!r}."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Created user {options['username']!r} in {organisation.name!r}.")
+        )
         if not given:
             self.stdout.write(f"Its password, shown only this once: {password}")
