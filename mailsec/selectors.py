@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as UserModel
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from mailsec.models import WRITE_ROLES, AuditLog, Membership, Organisation, TaskRun
 
@@ -41,9 +41,13 @@ def task_runs_visible(user: User) -> QuerySet[TaskRun]:
 
 
 def audit_log_visible(user: User) -> QuerySet[AuditLog]:
-    return AuditLog.objects.filter(organisation__in=organisations_visible(user)).select_related(
-        "organisation"
-    )
+    """Changes in the user's organisations, and the user's own changes that belong to none."""
+    if not user.is_authenticated:
+        return AuditLog.objects.none()
+    own = Q(organisation__isnull=True, actor=user)
+    return AuditLog.objects.filter(
+        Q(organisation__in=organisations_visible(user)) | own
+    ).select_related("organisation")
 
 
 def latest_task_run(*, kind: str, obj: Any) -> TaskRun | None:

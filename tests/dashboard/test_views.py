@@ -132,3 +132,18 @@ def test_audit_page_lists_changes_of_the_users_organisations_only(owner, outside
     client.post("/domains/add/", {"name": "good.test"})
     assert "domain.create" in client.get("/audit/").content.decode()
     assert "good.test" not in login(outsider).get("/audit/").content.decode()
+
+
+def test_audit_page_shows_the_users_own_token_changes(owner):
+    client = login(owner)
+    client.post("/tokens/", {"name": "ci", "scope": "read", "expires": "30"})
+    assert "api_token.create" in client.get("/audit/").content.decode()
+
+
+def test_api_docs_page_allows_inline_styles_but_no_inline_script(owner):
+    response = login(owner).get("/api/v1/docs/")
+    assert response.status_code == 200
+    csp = response["Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in csp.split(";"))
+    assert directives["style-src"] == "'self' 'unsafe-inline'"
+    assert "unsafe-inline" not in directives["script-src"]
