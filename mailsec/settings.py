@@ -148,7 +148,7 @@ STORAGES = {
 }
 
 # Content-Security-Policy: no inline script or style anywhere; scripts carry the request nonce.
-SECURE_CSP = {
+SECURE_CSP: dict[str, list[str]] = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF, CSP.NONCE],
     "style-src": [CSP.SELF],
