@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -39,12 +40,17 @@ def _visible_domain(request: HttpRequest, pk: int) -> Domain:
 
 def _domain_table_context(request: HttpRequest) -> dict[str, object]:
     search = request.GET.get("q", "").strip()
-    queryset = domain_selectors.domains_visible(request.user, search=search)
+    status = request.GET.get("status", "")
+    queryset = domain_selectors.domains_visible(request.user, search=search, status=status)
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     writable = list(organisations_writable(request.user))
+    query = urlencode({k: v for k, v in (("q", search), ("status", status)) if v})
     return {
         "page": page,
         "search": search,
+        "status": status,
+        "statuses": ["ok", "warning", "fail", "error", "unchecked"],
+        "query": query,
         "writable_organisations": writable,
         "writable_ids": {org.pk for org in writable},
     }
@@ -107,7 +113,8 @@ def domain_delete(request: HtmxRequest, pk: int) -> HttpResponse:
 def _checks_context(request: HttpRequest, domain: Domain) -> dict[str, object]:
     return {
         "domain": domain,
-        "results": domain_selectors.latest_results(domain),
+        "results": domain_selectors.current_checks(domain),
+        "counts": domain_selectors.status_counts(domain),
         "pending": domain_selectors.check_pending(domain),
         "can_write": can_write(request.user, domain.organisation),
     }
@@ -117,7 +124,7 @@ def _checks_context(request: HttpRequest, domain: Domain) -> dict[str, object]:
 def domain_detail(request: HttpRequest, pk: int) -> HttpResponse:
     domain = _visible_domain(request, pk)
     context = _checks_context(request, domain)
-    context["history"] = domain_selectors.check_history(domain)
+    context["events"] = domain_selectors.check_events(domain)
     return render(request, "dashboard/domain_detail.html", context)
 
 

@@ -1,10 +1,58 @@
-"""Runs each DNS check: the lookups through the resolver adapter, then the pure verdict."""
+"""Runs the DNS checks: the lookups through the resolver adapter, then each pure verdict.
+
+`run_domain_checks` checks one domain; `run_many` checks many at once on a bounded thread pool,
+each domain with its own short-lived answer cache so its checks share lookups.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from dns_records.bimi import evaluate_bimi
 from dns_records.delegation import evaluate_delegation
-from dns_records.resolver import Lookup, Resolver
+from dns_records.dmarc import (
+    DmarcLookups,
+    DmarcSyntaxError,
+    authorisation_name,
+    evaluate_dmarc,
+    external_report_domains,
+    is_dmarc,
+    organisational_domain,
+    parse_dmarc,
+    suggest_dmarc,
+)
+from dns_records.dnssec import evaluate_dnssec
+from dns_records.models import CheckName, CheckStatus
+from dns_records.mta_sts import evaluate_mta_sts, evaluate_tls_rpt
+from dns_records.mx import MxLookups, evaluate_mx, host_addresses, is_null_mx, parse_mx
+from dns_records.rdns import ReverseLookups, evaluate_rdns
+from dns_records.resolver import CachingResolver, Lookup, LookupStatus, Resolver
 from dns_records.results import CheckOutcome
+from dns_records.spf import (
+    SpfNode,
+    SpfSyntaxError,
+    evaluate_spf_tree,
+    parse_spf,
+    suggest_spf,
+    term_target,
+)
+from dns_records.spf_eval import evaluate_spf
+
+ALL_CHECKS = [
+    CheckName.DELEGATION,
+    CheckName.SPF,
+    CheckName.DMARC,
+    CheckName.MX,
+    CheckName.RDNS,
+    CheckName.MTA_STS,
+    CheckName.TLS_RPT,
+    CheckName.DNSSEC,
+    CheckName.BIMI,
+]
+MAX_SPF_DEPTH = 12
+MAX_EVALUATED_ADDRESSES = 10
 
 
 def check_delegation(domain: str, resolver: Resolver) -> CheckOutcome:
@@ -17,3 +65,182 @@ def check_delegation(domain: str, resolver: Resolver) -> CheckOutcome:
     outcome = evaluate_delegation(domain, ns, soa, ns_addresses)
     outcome.details.setdefault("resolvers", resolver.nameservers)
     return outcome
+
+
+def build_spf_tree(
+    domain: str, resolver: Resolver, *, via: str = "", seen: frozenset[str] = frozenset()
+) -> SpfNode:
+    """Look up a domain's SPF record and, recursively, what its terms point to."""
+    if domain in seen:
+        return SpfNode(domain, Lookup(domain, "TXT", LookupStatus.OK), via=via, loop=True)
+    node = SpfNode(domain, resolver.lookup(domain, "TXT"), via=via)
+    records = node.spf_records()
+    if len(records) != 1 or len(seen) >= MAX_SPF_DEPTH:
+        return node
+    try:
+        record = parse_spf(records[0])
+    except SpfSyntaxError:
+        return node
+    seen = seen | {domain}
+    for term in record.terms:
+        target = term_target(term, domain)
+        if term.name in {"include", "redirect"} and term.kind in {"mechanism", "modifier"}:
+            if term.name == "include" and term.kind != "mechanism":
+                continue
+            if target is None:
+                node.children.append(
+                    SpfNode(
+                        term.value,
+                        Lookup(term.value, "TXT", LookupStatus.OK),
+                        via=str(term),
+                        unexpanded=True,
+                    )
+                )
+            else:
+                node.children.append(build_spf_tree(target, resolver, via=str(term), seen=seen))
+        elif term.kind == "mechanism" and target is not None:
+            if term.name == "a":
+                node.term_lookups[str(term)] = [resolver.lookup(target, "A")]
+            elif term.name == "exists":
+                node.term_lookups[str(term)] = [resolver.lookup(target, "A")]
+            elif term.name == "mx":
+                node.term_lookups[str(term)] = [resolver.lookup(target, "MX")]
+    return node
+
+
+def _mx_lookups(domain: str, resolver: Resolver) -> MxLookups:
+    lookups = MxLookups(domain, resolver.lookup(domain, "MX"))
+    if lookups.mx.ok:
+        for host in parse_mx(lookups.mx.records):
+            if host.host != ".":
+                lookups.addresses[host.host] = list(resolver.addresses(host.host))
+    return lookups
+
+
+def _mx_addresses(mx: MxLookups) -> dict[str, str]:
+    """Each address of the MX hosts, with the host it belongs to."""
+    result: dict[str, str] = {}
+    for host, lookups in mx.addresses.items():
+        for address in host_addresses(lookups):
+            result.setdefault(address, host)
+    return result
+
+
+def check_spf(
+    domain: str, resolver: Resolver, mx: MxLookups, host_addresses_: list[str]
+) -> CheckOutcome:
+    tree = build_spf_tree(domain, resolver)
+    senders: list[tuple[str, str, str]] = [(a, "Managed host", "fail") for a in host_addresses_]
+    if not senders:
+        senders = [(a, f"MX {h}", "warning") for a, h in _mx_addresses(mx).items()]
+    evaluations = []
+    if len(tree.spf_records()) == 1:
+        for address, role, severity in senders[:MAX_EVALUATED_ADDRESSES]:
+            result = evaluate_spf(address, domain, resolver=resolver)
+            evaluations.append(
+                {"ip": address, "role": role, "severity": severity, "result": result.result,
+                 "explanation": result.explanation}
+            )  # fmt: skip
+    outcome = evaluate_spf_tree(tree, evaluations)
+    if outcome.status in {CheckStatus.FAIL, CheckStatus.WARNING}:
+        records = tree.spf_records()
+        current = records[0] if len(records) == 1 else None
+        outcome.details["suggested_record"] = {
+            "name": domain, "type": "TXT", "value": suggest_spf(domain, current, host_addresses_),
+        }  # fmt: skip
+    return outcome
+
+
+def check_dmarc(domain: str, resolver: Resolver, report_address: str) -> CheckOutcome:
+    name = f"_dmarc.{domain}"
+    lookups = DmarcLookups(domain, name, resolver.lookup(name, "TXT"))
+    has_record = lookups.txt.ok and any(is_dmarc(r) for r in lookups.txt.records)
+    organisational = organisational_domain(domain)
+    if not has_record and not lookups.txt.failed and organisational != domain:
+        lookups.fallback_name = f"_dmarc.{organisational}"
+        lookups.fallback = resolver.lookup(lookups.fallback_name, "TXT")
+    chosen = lookups.fallback if lookups.fallback is not None else lookups.txt
+    records = [r for r in chosen.records if is_dmarc(r)] if chosen.ok else []
+    parsed = None
+    if len(records) == 1:
+        try:
+            parsed = parse_dmarc(records[0])
+        except DmarcSyntaxError:
+            parsed = None
+    if parsed is not None:
+        for report_domain in external_report_domains(domain, parsed):
+            lookups.authorisations[report_domain] = resolver.lookup(
+                authorisation_name(domain, report_domain), "TXT"
+            )
+    outcome = evaluate_dmarc(lookups)
+    if outcome.status in {CheckStatus.FAIL, CheckStatus.WARNING}:
+        outcome.details["suggested_record"] = {
+            "name": name, "type": "TXT", "value": suggest_dmarc(domain, parsed, report_address),
+        }  # fmt: skip
+    return outcome
+
+
+def check_rdns(mx: MxLookups, mx_outcome: CheckOutcome, resolver: Resolver) -> CheckOutcome:
+    lookups = ReverseLookups(
+        addresses=_mx_addresses(mx),
+        mx_usable=mx_outcome.status is not CheckStatus.ERROR,
+        null_mx=mx.mx.ok and is_null_mx(parse_mx(mx.mx.records)),
+    )
+    for address in lookups.addresses:
+        ptr = resolver.reverse(address)
+        lookups.ptr[address] = ptr
+        if ptr.ok:
+            for name in ptr.records:
+                lookups.forward[name] = list(resolver.addresses(name))
+    return evaluate_rdns(lookups)
+
+
+def run_domain_checks(
+    domain: str,
+    resolver: Resolver,
+    *,
+    report_address: str,
+    host_addresses_: list[str] | None = None,
+    now: datetime | None = None,
+) -> list[CheckOutcome]:
+    """Every check of one domain, in ALL_CHECKS order, sharing one answer cache."""
+    cached = CachingResolver(resolver)
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M")
+    mx = _mx_lookups(domain, cached)
+    mx_outcome = evaluate_mx(mx)
+    mta_sts_host = f"mta-sts.{domain}"
+    outcomes = [
+        check_delegation(domain, cached),
+        check_spf(domain, cached, mx, host_addresses_ or []),
+        check_dmarc(domain, cached, report_address),
+        mx_outcome,
+        check_rdns(mx, mx_outcome, cached),
+        evaluate_mta_sts(
+            domain, cached.lookup(f"_mta-sts.{domain}", "TXT"),
+            list(cached.addresses(mta_sts_host)), suggestion=f"v=STSv1; id={stamp}",
+        ),
+        evaluate_tls_rpt(
+            domain, cached.lookup(f"_smtp._tls.{domain}", "TXT"),
+            suggestion=f"v=TLSRPTv1; rua=mailto:{report_address}",
+        ),
+        evaluate_dnssec(domain, cached.lookup(domain, "DNSKEY")),
+        evaluate_bimi(domain, cached.lookup(f"default._bimi.{domain}", "TXT")),
+    ]  # fmt: skip
+    return outcomes
+
+
+def run_many(
+    domains: Iterable[str],
+    resolver: Resolver,
+    *,
+    report_address: Callable[[str], str],
+    max_workers: int = 16,
+) -> dict[str, list[CheckOutcome]]:
+    """Check many domains concurrently; lookups wait on the network, not on each other."""
+    names = list(domains)
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(names) or 1))) as pool:
+        results = pool.map(
+            lambda name: run_domain_checks(name, resolver, report_address=report_address(name)),
+            names,
+        )
+        return dict(zip(names, results, strict=True))

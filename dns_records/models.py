@@ -17,17 +17,16 @@ class CheckStatus(models.TextChoices):
     ERROR = "error", "Error"
 
 
-# Worst first: what a domain's overall badge shows.
-STATUS_SEVERITY = {
-    CheckStatus.FAIL: 3,
-    CheckStatus.ERROR: 2,
-    CheckStatus.WARNING: 1,
-    CheckStatus.OK: 0,
-}
-
-
 class CheckName(models.TextChoices):
     DELEGATION = "delegation", "Delegation (NS and SOA)"
+    SPF = "spf", "SPF"
+    DMARC = "dmarc", "DMARC"
+    MX = "mx", "MX"
+    RDNS = "rdns", "Reverse DNS"
+    MTA_STS = "mta_sts", "MTA-STS"
+    TLS_RPT = "tls_rpt", "TLS reporting"
+    DNSSEC = "dnssec", "DNSSEC"
+    BIMI = "bimi", "BIMI"
 
 
 class Domain(models.Model):
@@ -36,12 +35,22 @@ class Domain(models.Model):
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="domains")
     name = models.CharField(max_length=253)
     created_at = models.DateTimeField(auto_now_add=True)
+    next_check_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the scheduler next queues this domain's checks"
+    )
+    worst_status = models.CharField(
+        max_length=10, choices=CheckStatus.choices, blank=True, help_text="Worst current check"
+    )
 
     class Meta:
         ordering = ["name"]
         constraints = [
             # A name once per organisation; also serves lookups by organisation and name.
             models.UniqueConstraint(fields=["organisation", "name"], name="domain_unique_org_name"),
+        ]
+        indexes = [
+            # The scheduler's "which domains are due?" scan.
+            models.Index(fields=["next_check_at"], name="domain_next_check"),
         ]
 
     def __str__(self) -> str:
@@ -71,3 +80,48 @@ class CheckResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.domain} {self.name}: {self.status}"
+
+
+class CheckState(models.Model):
+    """The current result of one check of one domain: what pages and the API read."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="check_states")
+    name = models.CharField(max_length=20, choices=CheckName.choices)
+    status = models.CharField(max_length=10, choices=CheckStatus.choices)
+    summary = models.CharField(max_length=500)
+    details: models.JSONField[Any] = models.JSONField(default=dict)
+    checked_at = models.DateTimeField()
+    changed_at = models.DateTimeField(help_text="When the status last changed")
+
+    class Meta:
+        ordering = ["domain", "name"]
+        constraints = [
+            # One current row per check; also serves "all checks of this domain".
+            models.UniqueConstraint(
+                fields=["domain", "name"], name="checkstate_unique_domain_name"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.domain} {self.name}: {self.status}"
+
+
+class CheckEvent(models.Model):
+    """A check's status changed: the history admins read, and what alerts will notify on."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="check_events")
+    name = models.CharField(max_length=20, choices=CheckName.choices)
+    previous_status = models.CharField(max_length=10, choices=CheckStatus.choices, blank=True)
+    status = models.CharField(max_length=10, choices=CheckStatus.choices)
+    summary = models.CharField(max_length=500)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # A domain's change history, newest first.
+            models.Index(fields=["domain", "-created_at"], name="checkevent_domain_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.domain} {self.name}: {self.previous_status or 'new'} -> {self.status}"

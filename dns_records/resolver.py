@@ -7,15 +7,18 @@ missing record.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 import dns.exception
+import dns.flags
 import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
+import dns.reversename
 from django.conf import settings
 
 from mailsec.env import Nameserver
@@ -39,7 +42,7 @@ class Lookup:
     ttl: int | None = None
     canonical_name: str | None = None
     reason: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    authenticated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -110,10 +113,52 @@ class Resolver:
             records=records,
             ttl=answer.rrset.ttl if answer.rrset is not None else None,
             canonical_name=canonical,
+            authenticated=bool(answer.response.flags & dns.flags.AD),
         )
 
     def addresses(self, name: str) -> tuple[Lookup, Lookup]:
         return self.lookup(name, "A"), self.lookup(name, "AAAA")
+
+    def reverse(self, address: str) -> Lookup:
+        """The PTR records of an IPv4 or IPv6 address."""
+        return self.lookup(reverse_name(address), "PTR")
+
+
+def reverse_name(address: str) -> str:
+    return str(dns.reversename.from_address(address).to_text(omit_final_dot=True))
+
+
+class CachingResolver(Resolver):
+    """A resolver that answers a repeated question from memory, for one run of checks.
+
+    Checks of one domain ask the same questions (the MX hosts' addresses serve the MX, reverse
+    DNS and SPF checks); the memory lives only as long as this object, so no answer goes stale.
+    """
+
+    def __init__(self, inner: Resolver) -> None:
+        self._inner = inner
+        self.timeout = inner.timeout
+        self._answers: dict[tuple[str, str], Lookup] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def nameservers(self) -> list[str]:
+        return self._inner.nameservers
+
+    def lookup(self, name: str, rdtype: str) -> Lookup:
+        key = (name.lower().rstrip("."), rdtype)
+        with self._lock:
+            cached = self._answers.get(key)
+        if cached is not None:
+            return cached
+        answer = self._inner.lookup(name, rdtype)
+        with self._lock:
+            self._answers[key] = answer
+        return answer
+
+    @property
+    def queries(self) -> int:
+        return len(self._answers)
 
 
 def _no_nameservers_reason(exc: dns.resolver.NoNameservers) -> str:

@@ -5,47 +5,60 @@ from __future__ import annotations
 from django.db.models import CharField, Exists, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Cast
 
-from dns_records.models import CheckName, CheckResult, Domain
+from dns_records.models import CheckEvent, CheckName, CheckResult, CheckState, CheckStatus, Domain
 from dns_records.services import CHECK_TASK_KIND
 from mailsec.models import UNFINISHED_TASK_STATES, TaskRun
 from mailsec.selectors import User, organisations_visible
 
+CHECK_ORDER = {name: index for index, name in enumerate(CheckName.values)}
 
-def domains_visible(user: User, *, search: str = "") -> QuerySet[Domain]:
-    """The user's domains with the newest delegation status and whether a check is running."""
-    latest = CheckResult.objects.filter(domain=OuterRef("pk")).order_by("-checked_at", "-id")
+
+def domains_visible(user: User, *, search: str = "", status: str = "") -> QuerySet[Domain]:
+    """The user's domains with their worst current status and whether a check is running."""
     pending = TaskRun.objects.filter(
         kind=CHECK_TASK_KIND,
         object_type="domain",
         object_id=Cast(OuterRef("pk"), CharField()),
         state__in=UNFINISHED_TASK_STATES,
     )
-    queryset = (
-        Domain.objects.filter(organisation__in=organisations_visible(user))
-        .select_related("organisation")
-        .annotate(
-            latest_status=Subquery(latest.values("status")[:1]),
-            latest_summary=Subquery(latest.values("summary")[:1]),
-            latest_checked_at=Subquery(latest.values("checked_at")[:1]),
-        )
+    queryset = Domain.objects.filter(organisation__in=organisations_visible(user)).select_related(
+        "organisation"
     )
     if search:
         queryset = queryset.filter(name__icontains=search.strip().lower())
-    return queryset.annotate(check_pending=Exists(pending)).order_by("name", "organisation__name")
+    if status in CheckStatus.values:
+        queryset = queryset.filter(worst_status=status)
+    elif status == "unchecked":
+        queryset = queryset.filter(worst_status="")
+    worst = CheckState.objects.filter(domain=OuterRef("pk"), status=OuterRef("worst_status"))
+    newest = CheckState.objects.filter(domain=OuterRef("pk")).order_by("-checked_at")
+    return queryset.annotate(
+        check_pending=Exists(pending),
+        worst_check=Subquery(worst.values("name")[:1]),
+        worst_summary=Subquery(worst.values("summary")[:1]),
+        last_checked_at=Subquery(newest.values("checked_at")[:1]),
+    ).order_by("name", "organisation__name")
 
 
-def latest_results(domain: Domain) -> list[CheckResult]:
-    """The newest result of each check of the domain, one indexed query per check name."""
-    results = []
-    for name in CheckName.values:
-        result = domain.check_results.filter(name=name).order_by("-checked_at", "-id").first()
-        if result is not None:
-            results.append(result)
-    return results
+def current_checks(domain: Domain) -> list[CheckState]:
+    """The current result of each check, in the order the checks are listed."""
+    states = list(CheckState.objects.filter(domain=domain))
+    return sorted(states, key=lambda s: CHECK_ORDER.get(s.name, len(CHECK_ORDER)))
 
 
-def check_history(domain: Domain, limit: int = 50) -> QuerySet[CheckResult]:
-    return domain.check_results.order_by("-checked_at", "-id")[:limit]
+def status_counts(domain: Domain) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for state in CheckState.objects.filter(domain=domain).only("status"):
+        counts[state.status] = counts.get(state.status, 0) + 1
+    return counts
+
+
+def check_events(domain: Domain, limit: int = 50) -> QuerySet[CheckEvent]:
+    return domain.check_events.order_by("-created_at", "-id")[:limit]
+
+
+def check_history(domain: Domain, name: str, limit: int = 50) -> QuerySet[CheckResult]:
+    return domain.check_results.filter(name=name).order_by("-checked_at", "-id")[:limit]
 
 
 def check_pending(domain: Domain) -> TaskRun | None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from dns_records.checks import check_delegation
-from dns_records.models import CheckResult, Domain
+from dns_records.checks import run_many
+from dns_records.models import CheckEvent, CheckResult, CheckState, Domain
 from dns_records.names import InvalidDomainName, normalise_domain
 from dns_records.resolver import Resolver
-from dns_records.results import CheckOutcome
+from dns_records.results import CheckOutcome, worst
 from mailsec.models import Organisation, TaskRun
 from mailsec.selectors import can_write
 from mailsec.services import Actor, audit_record, task_run_create
@@ -25,6 +30,16 @@ def _require_write(actor: Actor, organisation: Organisation) -> None:
         raise PermissionDenied("Your role in this organisation cannot change it.")
 
 
+def check_interval() -> timedelta:
+    return timedelta(minutes=settings.MAILSEC_CHECK_INTERVAL_MINUTES)
+
+
+def report_address_for(domain: str) -> str:
+    """Where DMARC and TLS reports should go: mailsec's ingest address when one is set."""
+    addresses = settings.MAILSEC_INGEST_ADDRESSES
+    return addresses[0] if addresses else f"dmarc-reports@{domain}"
+
+
 def domain_create(*, organisation: Organisation, name: str, actor: Actor) -> Domain:
     """Add a domain and queue its first check once the row is committed."""
     _require_write(actor, organisation)
@@ -34,7 +49,11 @@ def domain_create(*, organisation: Organisation, name: str, actor: Actor) -> Dom
         raise ValidationError({"name": str(exc)}) from None
     try:
         with transaction.atomic():
-            domain = Domain.objects.create(organisation=organisation, name=ascii_name)
+            domain = Domain.objects.create(
+                organisation=organisation,
+                name=ascii_name,
+                next_check_at=timezone.now() + check_interval(),
+            )
             audit_record(
                 actor=actor,
                 action="domain.create",
@@ -77,29 +96,119 @@ def domain_check_request(*, domain: Domain, actor: Actor) -> TaskRun:
     return run
 
 
-def domain_checks_run(*, domain_id: int, resolver: Resolver | None = None) -> dict[str, Any]:
-    """Run the checks of one domain and store their results; the worker's use-case."""
-    domain = Domain.objects.filter(pk=domain_id).first()
-    if domain is None:
-        return {"domain": None, "skipped": "the domain was deleted before its check ran"}
-    resolver = resolver or Resolver()
-    outcomes = [check_delegation(domain.name, resolver)]
+def domains_check(
+    *, domain_ids: Iterable[int], resolver: Resolver | None = None
+) -> dict[str, list[CheckOutcome]]:
+    """Run every check of these domains concurrently and store the results; the worker's job."""
+    # One domain name may belong to several organisations: look it up once, store it for each.
+    by_name: dict[str, list[Domain]] = {}
+    for domain in Domain.objects.filter(pk__in=list(domain_ids)):
+        by_name.setdefault(domain.name, []).append(domain)
+    if not by_name:
+        return {}
+    outcomes = run_many(
+        by_name,
+        resolver or Resolver(),
+        report_address=report_address_for,
+        max_workers=settings.MAILSEC_CHECK_CONCURRENCY,
+    )
     checked_at = timezone.now()
-    check_results_store(domain=domain, outcomes=outcomes, checked_at=checked_at)
-    return {"domain": domain.name, "checks": [o.as_dict(checked_at) for o in outcomes]}
+    for name, results in outcomes.items():
+        for domain in by_name[name]:
+            check_outcomes_store(domain=domain, outcomes=results, checked_at=checked_at)
+    return outcomes
 
 
-def check_results_store(
-    *, domain: Domain, outcomes: list[CheckOutcome], checked_at: Any
-) -> list[CheckResult]:
-    return CheckResult.objects.bulk_create(
+def domain_checks_run(*, domain_id: int, resolver: Resolver | None = None) -> dict[str, Any]:
+    """Check one domain now (the "Check now" task) and describe the outcome for its task run."""
+    outcomes = domains_check(domain_ids=[domain_id], resolver=resolver)
+    if not outcomes:
+        return {"domain": None, "skipped": "the domain was deleted before its check ran"}
+    ((name, results),) = outcomes.items()
+    checked_at = timezone.now()
+    return {"domain": name, "checks": [o.as_dict(checked_at) for o in results]}
+
+
+@transaction.atomic
+def check_outcomes_store(
+    *, domain: Domain, outcomes: list[CheckOutcome], checked_at: datetime
+) -> None:
+    """Keep the run as history, update the current state, and record each status change."""
+    current = {s.name: s for s in CheckState.objects.select_for_update().filter(domain=domain)}
+    CheckResult.objects.bulk_create(
         CheckResult(
             domain=domain,
-            name=outcome.name,
-            status=outcome.status,
-            summary=outcome.summary[:500],
-            details=outcome.details,
+            name=o.name,
+            status=o.status,
+            summary=o.summary[:500],
+            details=o.details,
             checked_at=checked_at,
         )
-        for outcome in outcomes
+        for o in outcomes
     )
+    events = []
+    for outcome in outcomes:
+        state = current.get(outcome.name)
+        if state is None or state.status != outcome.status:
+            events.append(
+                CheckEvent(
+                    domain=domain,
+                    name=outcome.name,
+                    previous_status=state.status if state else "",
+                    status=outcome.status,
+                    summary=outcome.summary[:500],
+                    created_at=checked_at,
+                )
+            )
+        changed_at = (
+            checked_at if state is None or state.status != outcome.status else state.changed_at
+        )
+        CheckState.objects.update_or_create(
+            domain=domain,
+            name=outcome.name,
+            defaults={
+                "status": outcome.status,
+                "summary": outcome.summary[:500],
+                "details": outcome.details,
+                "checked_at": checked_at,
+                "changed_at": changed_at,
+            },
+        )
+    CheckEvent.objects.bulk_create(events)
+    statuses = [s.status for s in CheckState.objects.filter(domain=domain)]
+    Domain.objects.filter(pk=domain.pk).update(
+        worst_status=worst(statuses), next_check_at=checked_at + check_interval()
+    )
+
+
+def domains_claim_due(*, now: datetime, limit: int) -> list[int]:
+    """Take up to `limit` domains whose check is due and move their next check on.
+
+    Rows are locked with SKIP LOCKED where the database has it, so two schedulers never
+    queue the same domain; a domain never scheduled gets a random slot in the interval,
+    spreading a large import over the interval instead of checking everything at once.
+    """
+    interval = check_interval()
+    with transaction.atomic():
+        unscheduled = list(
+            Domain.objects.select_for_update(skip_locked=True)
+            .filter(next_check_at__isnull=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        for pk in unscheduled:
+            offset = timedelta(seconds=random.uniform(0, interval.total_seconds()))  # noqa: S311
+            Domain.objects.filter(pk=pk).update(next_check_at=now + offset)
+        due = list(
+            Domain.objects.select_for_update(skip_locked=True)
+            .filter(Q(next_check_at__lte=now))
+            .order_by("next_check_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        Domain.objects.filter(pk__in=due).update(next_check_at=now + interval)
+    return due
+
+
+def check_history_prune(*, now: datetime) -> int:
+    cutoff = now - timedelta(days=settings.MAILSEC_CHECK_HISTORY_DAYS)
+    deleted, _ = CheckResult.objects.filter(checked_at__lt=cutoff).delete()
+    return deleted

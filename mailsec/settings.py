@@ -262,3 +262,12 @@ LOGGING = {
     # django-axes logs every successful login at INFO; lockouts are warnings and still show.
     "loggers": {"axes": {"level": "WARNING"}},
 }
+
+# Scheduled DNS checks: each domain is re-checked this often, spread over the interval.
+MAILSEC_CHECK_INTERVAL_MINUTES = env_int("MAILSEC_CHECK_INTERVAL_MINUTES", 360, minimum=5)
+MAILSEC_CHECK_CONCURRENCY = env_int("MAILSEC_CHECK_CONCURRENCY", 32, minimum=1, maximum=512)
+MAILSEC_CHECK_HISTORY_DAYS = env_int("MAILSEC_CHECK_HISTORY_DAYS", 90, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    "queue-due-domain-checks": {"task": "dns_records.tasks.queue_due_checks", "schedule": 60.0},
+    "prune-check-history": {"task": "dns_records.tasks.prune_check_history", "schedule": 86400.0},
+}

@@ -4,7 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from dns_records.models import CheckResult, Domain
+from dns_records.models import CheckState, Domain
 from mailsec.models import Organisation
 
 
@@ -13,7 +13,7 @@ class DomainSerializer(serializers.ModelSerializer[Domain]):
         slug_field="slug", read_only=True
     )
     display_name = serializers.CharField(read_only=True)
-    status = serializers.SerializerMethodField(help_text="Newest delegation status, or null")
+    status = serializers.SerializerMethodField(help_text="Worst current check status, or null")
     check_pending = serializers.SerializerMethodField()
 
     class Meta:
@@ -21,8 +21,8 @@ class DomainSerializer(serializers.ModelSerializer[Domain]):
         fields = ["name", "display_name", "organisation", "created_at", "status", "check_pending"]
         read_only_fields = fields
 
-    def get_status(self, obj: Any) -> str | None:
-        return getattr(obj, "latest_status", None)
+    def get_status(self, obj: Domain) -> str | None:
+        return obj.worst_status or None
 
     def get_check_pending(self, obj: Any) -> bool:
         return bool(getattr(obj, "check_pending", False))
@@ -35,8 +35,10 @@ class DomainCreateSerializer(serializers.Serializer[Domain]):
     )
 
 
-class CheckResultSerializer(serializers.ModelSerializer[CheckResult]):
+class CheckResultSerializer(serializers.ModelSerializer[CheckState]):
+    """One check's current result, in the contract's shape."""
+
     class Meta:
-        model = CheckResult
+        model = CheckState
         fields = ["name", "status", "summary", "details", "checked_at"]
         read_only_fields = fields

@@ -23,6 +23,10 @@ from mailsec.selectors import organisations_visible
 ORGANISATION_PARAM = OpenApiParameter(
     "organisation", str, description="Organisation slug, when a name exists in several"
 )
+STATUS_PARAM = OpenApiParameter(
+    "status", str, enum=["ok", "warning", "fail", "error", "unchecked"], description="Worst status"
+)
+SEARCH_PARAM = OpenApiParameter("search", str, description="Part of the domain name")
 
 
 class DomainViewSet(
@@ -38,8 +42,9 @@ class DomainViewSet(
     lookup_value_regex = r"[^/]+"
 
     def get_queryset(self) -> QuerySet[Domain]:
+        params = self.request.query_params
         queryset = selectors.domains_visible(
-            self.request.user, search=self.request.query_params.get("search", "")
+            self.request.user, search=params.get("search", ""), status=params.get("status", "")
         )
         slug = self.request.query_params.get("organisation")
         if slug:
@@ -60,7 +65,7 @@ class DomainViewSet(
             )
         return matches[0]
 
-    @extend_schema(parameters=[ORGANISATION_PARAM])
+    @extend_schema(parameters=[ORGANISATION_PARAM, STATUS_PARAM, SEARCH_PARAM])
     def list(self, request: Request, *args: object, **kwargs: object) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -103,5 +108,5 @@ class DomainViewSet(
     @extend_schema(responses={200: CheckResultSerializer(many=True)})
     @action(detail=True, methods=["get"])
     def checks(self, request: Request, name: str) -> Response:
-        results = selectors.latest_results(self.get_object())
+        results = selectors.current_checks(self.get_object())
         return Response(CheckResultSerializer(results, many=True).data)

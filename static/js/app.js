@@ -20,6 +20,18 @@
     else if (status === 404) { toast("That no longer exists."); }
     else { toast("The request failed (" + status + "). Try again."); }
   });
+  // Copy buttons: <button data-copy="#id"> copies the text of the element it names.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("[data-copy]") : null;
+    if (!button) { return; }
+    var source = document.querySelector(button.getAttribute("data-copy"));
+    if (!source || !navigator.clipboard) { return; }
+    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      window.setTimeout(function () { button.textContent = label; }, 1500);
+    }, function () { toast("The browser refused to copy; select the text instead."); });
+  });
   document.addEventListener("htmx:sendError", function () {
     toast("mailsec could not be reached. Check your connection.");
   });

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from dns_records.models import CheckResult, CheckStatus, Domain
+import pytest
+from django.utils import timezone
+
+from dns_records.models import CheckStatus, Domain
+from dns_records.results import CheckOutcome
+from dns_records.services import check_outcomes_store
 from mailsec.models import AuditLog, Role, TaskRun, TaskState
 from mailsec.services import membership_set
 
@@ -99,21 +104,35 @@ def test_outsider_cannot_read_anothers_task(owner_api, outsider_api, domain):
     assert outsider_api.get(f"/api/v1/tasks/{task_id}/").status_code == 404
 
 
-def test_checks_lists_the_latest_result_per_check(owner_api, domain):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
+def test_checks_lists_the_current_result_per_check(owner_api, domain):
     now = timezone.now()
-    CheckResult.objects.create(domain=domain, name="delegation", status=CheckStatus.FAIL,
-                               summary="old", checked_at=now - timedelta(hours=1))  # fmt: skip
-    CheckResult.objects.create(domain=domain, name="delegation", status=CheckStatus.OK,
-                               summary="new", details={"x": 1}, checked_at=now)  # fmt: skip
+    store = check_outcomes_store
+    store(domain=domain, outcomes=[CheckOutcome("mx", CheckStatus.FAIL, "old")], checked_at=now)
+    later = now + timedelta(minutes=5)
+    store(
+        domain=domain,
+        outcomes=[CheckOutcome("mx", CheckStatus.OK, "new", {"x": 1})],
+        checked_at=later,
+    )
     results = owner_api.get(f"{URL}good.test/checks/").json()
-    assert [(r["name"], r["status"], r["summary"]) for r in results] == [
-        ("delegation", "ok", "new")
+    assert [(r["name"], r["status"], r["summary"], r["details"]) for r in results] == [
+        ("mx", "ok", "new", {"x": 1})
     ]
     assert owner_api.get(f"{URL}good.test/").json()["status"] == "ok"
+
+
+def test_status_filter_lists_domains_by_worst_status(owner_api, domain, org):
+    other = Domain.objects.create(organisation=org, name="other.test")
+    now = timezone.now()
+    check_outcomes_store(domain=domain, outcomes=[CheckOutcome("mx", CheckStatus.OK, "fine"),
+                         CheckOutcome("spf", CheckStatus.FAIL, "bad")], checked_at=now)  # fmt: skip
+    check_outcomes_store(
+        domain=other, outcomes=[CheckOutcome("mx", CheckStatus.OK, "fine")], checked_at=now
+    )
+    names = [d["name"] for d in owner_api.get(f"{URL}?status=fail").json()["results"]]
+    assert names == ["good.test"]
+    names = [d["name"] for d in owner_api.get(f"{URL}?status=ok").json()["results"]]
+    assert names == ["other.test"]
 
 
 def test_member_of_two_organisations_must_name_one(owner_api, owner, other_org):

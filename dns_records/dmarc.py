@@ -1,0 +1,244 @@
+"""DMARC policy records (RFC 7489): parsing and the verdict. Pure: lookups are made elsewhere."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from publicsuffixlist import PublicSuffixList
+
+from dns_records.models import CheckName, CheckStatus
+from dns_records.resolver import Lookup
+from dns_records.results import CheckOutcome, Finding, outcome_from_findings
+
+POLICIES = {"none", "quarantine", "reject"}
+KNOWN_TAGS = {
+    "v",
+    "p",
+    "sp",
+    "np",
+    "pct",
+    "rua",
+    "ruf",
+    "adkim",
+    "aspf",
+    "fo",
+    "rf",
+    "ri",
+    "psd",
+    "t",
+}
+_TAG = re.compile(r"^[a-z][a-z0-9_]*$", re.IGNORECASE)
+_MAILTO = re.compile(
+    r"^mailto:(?P<addr>[^!@\s]+@(?P<domain>[^!\s]+))(?:!\d+[kmgt]?)?$", re.IGNORECASE
+)
+
+_psl = PublicSuffixList()
+
+
+def organisational_domain(domain: str) -> str:
+    """The registrable domain (RFC 7489 3.2), from the bundled public suffix list."""
+    return _psl.privatesuffix(domain.lower().rstrip(".")) or domain.lower().rstrip(".")
+
+
+def is_dmarc(text: str) -> bool:
+    return re.match(r"^v\s*=\s*DMARC1\s*(;|$)", text) is not None
+
+
+class DmarcSyntaxError(ValueError):
+    """The record cannot be used: receivers ignore it as if there were none."""
+
+
+@dataclass(frozen=True)
+class DmarcRecord:
+    text: str
+    tags: dict[str, str]
+    problems: tuple[str, ...] = ()  # tolerated oddities (unknown tags, bad optional values)
+
+    @property
+    def policy(self) -> str:
+        return self.tags["p"]
+
+    @property
+    def pct(self) -> int:
+        return int(self.tags.get("pct", "100"))
+
+    def report_addresses(self, tag: str) -> list[tuple[str, str]]:
+        """(address, domain) of each mailto: URI of rua or ruf."""
+        result = []
+        for uri in filter(None, (u.strip() for u in self.tags.get(tag, "").split(","))):
+            match = _MAILTO.match(uri)
+            if match:
+                result.append((match.group("addr"), match.group("domain").lower().rstrip(".")))
+        return result
+
+
+def parse_dmarc(text: str) -> DmarcRecord:
+    if not is_dmarc(text):
+        raise DmarcSyntaxError("record does not start with v=DMARC1")
+    tags: dict[str, str] = {}
+    problems: list[str] = []
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        name, eq, value = part.partition("=")
+        name, value = name.strip().lower(), value.strip()
+        if not eq or not _TAG.match(name):
+            raise DmarcSyntaxError(f"{part!r} is not a tag=value pair")
+        if name in tags:
+            raise DmarcSyntaxError(f"tag {name} appears twice")
+        if name not in KNOWN_TAGS:
+            problems.append(f"unknown tag {name!r} is ignored")
+        tags[name] = value
+    if "p" not in tags:
+        raise DmarcSyntaxError("the required p= tag is missing")
+    if tags["p"].lower() not in POLICIES:
+        raise DmarcSyntaxError(f"p={tags['p']} is not none, quarantine or reject")
+    tags["p"] = tags["p"].lower()
+    for key in ("sp", "np"):
+        if key in tags and tags[key].lower() not in POLICIES:
+            raise DmarcSyntaxError(f"{key}={tags[key]} is not none, quarantine or reject")
+    if "pct" in tags and (not tags["pct"].isdigit() or int(tags["pct"]) > 100):
+        raise DmarcSyntaxError(f"pct={tags['pct']} is not a whole number from 0 to 100")
+    for key in ("adkim", "aspf"):
+        if key in tags and tags[key].lower() not in {"r", "s"}:
+            raise DmarcSyntaxError(f"{key}={tags[key]} is not r or s")
+    if "ri" in tags and not tags["ri"].isdigit():
+        problems.append(f"ri={tags['ri']} is not a number of seconds")
+    if "fo" in tags and not all(o in {"0", "1", "d", "s"} for o in tags["fo"].split(":")):
+        problems.append(f"fo={tags['fo']} has options other than 0, 1, d, s")
+    for key in ("rua", "ruf"):
+        for uri in filter(None, (u.strip() for u in tags.get(key, "").split(","))):
+            if not _MAILTO.match(uri):
+                raise DmarcSyntaxError(f"{key} URI {uri!r} is not a mailto: address")
+    return DmarcRecord(text=text, tags=tags, problems=tuple(problems))
+
+
+@dataclass
+class DmarcLookups:
+    """What the dmarc check looked up: the policy record and each external report authorisation."""
+
+    domain: str
+    record_name: str
+    txt: Lookup
+    fallback_name: str | None = None
+    fallback: Lookup | None = None
+    authorisations: dict[str, Lookup] = field(default_factory=dict)  # by report domain
+
+
+def external_report_domains(domain: str, record: DmarcRecord) -> list[str]:
+    """Report domains outside the policy's organisational domain: each must authorise it."""
+    own = organisational_domain(domain)
+    found = []
+    for tag in ("rua", "ruf"):
+        for _addr, report_domain in record.report_addresses(tag):
+            if organisational_domain(report_domain) != own and report_domain not in found:
+                found.append(report_domain)
+    return found
+
+
+def authorisation_name(domain: str, report_domain: str) -> str:
+    return f"{domain}._report._dmarc.{report_domain}"
+
+
+def evaluate_dmarc(lookups: DmarcLookups) -> CheckOutcome:
+    txt, name = lookups.txt, lookups.record_name
+    if lookups.fallback is not None and not [r for r in txt.records if is_dmarc(r)]:
+        txt, name = lookups.fallback, lookups.fallback_name or name
+    details: dict[str, Any] = {"record_name": name}
+    if lookups.txt.failed or (lookups.fallback is not None and lookups.fallback.failed):
+        failed = lookups.txt if lookups.txt.failed else lookups.fallback
+        assert failed is not None
+        return CheckOutcome(
+            CheckName.DMARC,
+            CheckStatus.ERROR,
+            f"Could not look up the DMARC record: {failed.reason}",
+            details,
+        )
+    records = [r for r in txt.records if is_dmarc(r)] if txt.ok else []
+    if not records:
+        return CheckOutcome(
+            CheckName.DMARC,
+            CheckStatus.FAIL,
+            f"No DMARC record at _dmarc.{lookups.domain}: receivers apply no policy.",
+            details,
+        )
+    if len(records) > 1:
+        details["record"] = records
+        return CheckOutcome(
+            CheckName.DMARC,
+            CheckStatus.FAIL,
+            f"{len(records)} DMARC records at {name}: receivers ignore them all.",
+            details,
+        )
+    details["record"] = records[0]
+    try:
+        record = parse_dmarc(records[0])
+    except DmarcSyntaxError as exc:
+        return CheckOutcome(
+            CheckName.DMARC, CheckStatus.FAIL, f"DMARC record is invalid: {exc}", details
+        )
+    details["tags"] = record.tags
+    details["inherited_from"] = name if name != lookups.record_name else None
+    findings = [Finding(CheckStatus.WARNING, p) for p in record.problems]
+    if record.policy == "none":
+        findings.append(
+            Finding(CheckStatus.WARNING, "p=none only monitors: spoofed mail is still delivered")
+        )
+    if record.pct < 100:
+        findings.append(
+            Finding(
+                CheckStatus.WARNING,
+                f"pct={record.pct}: the policy applies to only {record.pct}% of failing mail",
+            )
+        )
+    if not record.tags.get("rua"):
+        findings.append(
+            Finding(CheckStatus.WARNING, "No rua= address: you receive no aggregate reports")
+        )
+    authorisations = []
+    for report_domain in external_report_domains(lookups.domain, record):
+        lookup = lookups.authorisations.get(report_domain)
+        auth_name = authorisation_name(lookups.domain, report_domain)
+        if lookup is None or lookup.failed:
+            reason = lookup.reason if lookup else "not looked up"
+            findings.append(
+                Finding(
+                    CheckStatus.ERROR,
+                    f"Could not check that {report_domain} accepts reports: {reason}",
+                )
+            )
+            state = "error"
+        elif any(is_dmarc(r) for r in lookup.records):
+            state = "authorised"
+        else:
+            findings.append(
+                Finding(
+                    CheckStatus.WARNING,
+                    f"{report_domain} has not authorised reports for {lookups.domain} ({auth_name})",
+                )
+            )
+            state = "missing"
+        authorisations.append({"domain": report_domain, "record_name": auth_name, "state": state})
+    details["external_reports"] = authorisations
+    pct = f", pct={record.pct}" if record.pct != 100 else ""
+    return outcome_from_findings(
+        CheckName.DMARC, findings, f"DMARC p={record.policy}{pct} with aggregate reports", details
+    )
+
+
+def suggest_dmarc(domain: str, current: DmarcRecord | None, report_address: str) -> str:
+    """A record to publish: enforcing policy, full coverage, reports to mailsec's ingest address."""
+    tags = dict(current.tags) if current else {}
+    tags["v"] = "DMARC1"
+    if tags.get("p") in {None, "none"}:
+        tags["p"] = "quarantine"
+    tags.pop("pct", None)
+    ruas = [u.strip() for u in tags.get("rua", "").split(",") if u.strip()]
+    if f"mailto:{report_address}" not in ruas:
+        ruas.append(f"mailto:{report_address}")
+    tags["rua"] = ",".join(ruas)
+    order = ["v", "p", *[k for k in tags if k not in {"v", "p"}]]
+    return "; ".join(f"{key}={tags[key]}" for key in order)

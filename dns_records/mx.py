@@ -1,0 +1,144 @@
+"""MX check: at least two mail exchangers, each a real host name with its own address. Pure."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from dns_records.models import CheckName, CheckStatus
+from dns_records.resolver import Lookup, LookupStatus
+from dns_records.results import CheckOutcome, Finding, outcome_from_findings
+
+
+@dataclass(frozen=True)
+class MxHost:
+    preference: int
+    host: str
+
+
+def parse_mx(records: tuple[str, ...]) -> list[MxHost]:
+    hosts = []
+    for record in records:
+        preference, _, host = record.partition(" ")
+        hosts.append(MxHost(int(preference), host.strip().rstrip(".") or "."))
+    return sorted(hosts, key=lambda h: (h.preference, h.host))
+
+
+def is_null_mx(hosts: list[MxHost]) -> bool:
+    return len(hosts) == 1 and hosts[0].host == "." and hosts[0].preference == 0
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class MxLookups:
+    domain: str
+    mx: Lookup
+    addresses: dict[str, list[Lookup]] = field(default_factory=dict)  # by host: [A, AAAA]
+
+
+def host_addresses(lookups: list[Lookup]) -> list[str]:
+    return sorted({a for lookup in lookups if lookup.ok for a in lookup.records})
+
+
+def evaluate_mx(lookups: MxLookups) -> CheckOutcome:
+    mx = lookups.mx
+    details: dict[str, Any] = {}
+    if mx.failed:
+        return CheckOutcome(
+            CheckName.MX,
+            CheckStatus.ERROR,
+            f"Could not look up the MX records: {mx.reason}",
+            details,
+        )
+    if mx.status is LookupStatus.NXDOMAIN:
+        return CheckOutcome(
+            CheckName.MX, CheckStatus.FAIL, f"{lookups.domain} does not exist (NXDOMAIN).", details
+        )
+    if mx.status is LookupStatus.NODATA:
+        return CheckOutcome(
+            CheckName.MX,
+            CheckStatus.FAIL,
+            "No MX records: mail for this domain has nowhere defined to go.",
+            details,
+        )
+    hosts = parse_mx(mx.records)
+    if is_null_mx(hosts):
+        details["null_mx"] = True
+        return CheckOutcome(
+            CheckName.MX,
+            CheckStatus.OK,
+            "Null MX (RFC 7505): this domain accepts no mail.",
+            details,
+        )
+    findings: list[Finding] = []
+    if any(h.host == "." for h in hosts):
+        findings.append(
+            Finding(
+                CheckStatus.FAIL,
+                "A null MX ('.') is mixed with real MX records (RFC 7505 forbids it)",
+            )
+        )
+    rows = []
+    for host in hosts:
+        row: dict[str, Any] = {"preference": host.preference, "host": host.host, "addresses": []}
+        rows.append(row)
+        if host.host == ".":
+            continue
+        if _is_ip_literal(host.host):
+            findings.append(
+                Finding(CheckStatus.FAIL, f"MX {host.host} is an IP address; MX must name a host")
+            )
+            row["problem"] = "ip_literal"
+            continue
+        found = lookups.addresses.get(host.host, [])
+        addresses = host_addresses(found)
+        row["addresses"] = addresses
+        aliased = [
+            lk for lk in found if lk.ok and lk.canonical_name and lk.canonical_name != host.host
+        ]
+        if aliased:
+            row["cname"] = aliased[0].canonical_name
+            findings.append(
+                Finding(
+                    CheckStatus.FAIL,
+                    f"MX {host.host} is a CNAME to {aliased[0].canonical_name}; RFC 5321 forbids aliases",
+                )
+            )
+        if not addresses:
+            errors = [lk.reason for lk in found if lk.failed]
+            if errors:
+                findings.append(
+                    Finding(CheckStatus.ERROR, f"Could not resolve MX {host.host}: {errors[0]}")
+                )
+            else:
+                findings.append(Finding(CheckStatus.FAIL, f"MX {host.host} has no address record"))
+                row["problem"] = "no_address"
+    details["hosts"] = rows
+    usable = [row for row in rows if row["addresses"]]
+    if len(hosts) == 1:
+        findings.append(
+            Finding(
+                CheckStatus.WARNING,
+                "Only one MX: mail waits in senders' queues whenever it is down",
+            )
+        )
+    elif len(usable) >= 2:
+        address_sets = {tuple(row["addresses"]) for row in usable}
+        shared = set.intersection(*(set(row["addresses"]) for row in usable))
+        if len(address_sets) == 1 or shared:
+            findings.append(
+                Finding(
+                    CheckStatus.WARNING, "The MX hosts share an address: they are not independent"
+                )
+            )
+    return outcome_from_findings(
+        CheckName.MX, findings, f"{len(hosts)} MX hosts, each with its own address", details
+    )

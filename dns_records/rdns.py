@@ -1,0 +1,78 @@
+"""Reverse DNS check: every mail server address has a PTR that points back to it (FCrDNS). Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dns_records.models import CheckName, CheckStatus
+from dns_records.resolver import Lookup, LookupStatus
+from dns_records.results import CheckOutcome, Finding, outcome_from_findings
+
+
+@dataclass
+class ReverseLookups:
+    """For each address: its PTR lookup, and the forward lookups of each PTR name."""
+
+    addresses: dict[str, str] = field(default_factory=dict)  # address -> the MX host it serves
+    ptr: dict[str, Lookup] = field(default_factory=dict)
+    forward: dict[str, list[Lookup]] = field(default_factory=dict)  # PTR name -> [A, AAAA]
+    mx_usable: bool = True
+    null_mx: bool = False
+
+
+def evaluate_rdns(lookups: ReverseLookups) -> CheckOutcome:
+    if lookups.null_mx:
+        return CheckOutcome(CheckName.RDNS, CheckStatus.OK, "Null MX: no mail server to check.", {})
+    if not lookups.addresses:
+        status = CheckStatus.WARNING if lookups.mx_usable else CheckStatus.ERROR
+        return CheckOutcome(
+            CheckName.RDNS, status, "No mail server addresses to check: see the MX check.", {}
+        )
+    findings: list[Finding] = []
+    rows = []
+    for address, host in sorted(lookups.addresses.items()):
+        ptr = lookups.ptr.get(address)
+        row: dict[str, Any] = {"address": address, "mx": host, "ptr": [], "confirmed": False}
+        rows.append(row)
+        if ptr is None or ptr.failed:
+            reason = ptr.reason if ptr else "not looked up"
+            findings.append(
+                Finding(CheckStatus.ERROR, f"Could not look up the PTR of {address}: {reason}")
+            )
+            continue
+        if ptr.status in {LookupStatus.NXDOMAIN, LookupStatus.NODATA}:
+            findings.append(
+                Finding(
+                    CheckStatus.FAIL,
+                    f"{address} ({host}) has no PTR record; many receivers reject its mail",
+                )
+            )
+            continue
+        row["ptr"] = list(ptr.records)
+        forward_errors = []
+        for name in ptr.records:
+            forward = lookups.forward.get(name, [])
+            if any(address in lk.records for lk in forward if lk.ok):
+                row["confirmed"] = True
+                row["confirmed_by"] = name
+                break
+            forward_errors += [lk.reason for lk in forward if lk.failed]
+        if not row["confirmed"]:
+            if forward_errors:
+                findings.append(
+                    Finding(
+                        CheckStatus.ERROR,
+                        f"Could not confirm the PTR of {address}: {forward_errors[0]}",
+                    )
+                )
+            else:
+                names = ", ".join(ptr.records)
+                findings.append(
+                    Finding(
+                        CheckStatus.FAIL,
+                        f"PTR of {address} is {names}, which does not resolve back to {address}",
+                    )
+                )
+    ok = f"All {len(rows)} mail server addresses have forward-confirmed reverse DNS"
+    return outcome_from_findings(CheckName.RDNS, findings, ok, {"addresses": rows})
