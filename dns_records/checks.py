@@ -113,7 +113,12 @@ def _mx_lookups(domain: str, resolver: Resolver) -> MxLookups:
     if lookups.mx.ok:
         for host in parse_mx(lookups.mx.records):
             if host.host != ".":
-                lookups.addresses[host.host] = list(resolver.addresses(host.host))
+                found = list(resolver.addresses(host.host))
+                # An alias to another zone comes back from an authoritative server as a bare
+                # CNAME with no address: ask for the CNAME itself to tell it from a missing host.
+                if not host_addresses(found):
+                    found.append(resolver.lookup(host.host, "CNAME"))
+                lookups.addresses[host.host] = found
     return lookups
 
 

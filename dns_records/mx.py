@@ -45,7 +45,16 @@ class MxLookups:
 
 
 def host_addresses(lookups: list[Lookup]) -> list[str]:
-    return sorted({a for lookup in lookups if lookup.ok for a in lookup.records})
+    return sorted({a for lk in lookups if lk.ok and lk.rdtype in {"A", "AAAA"} for a in lk.records})
+
+
+def _alias_target(host: str, lookups: list[Lookup]) -> str | None:
+    for lookup in lookups:
+        if lookup.ok and lookup.rdtype == "CNAME" and lookup.records:
+            return lookup.records[0]
+        if lookup.ok and lookup.canonical_name and lookup.canonical_name != host:
+            return lookup.canonical_name
+    return None
 
 
 def evaluate_mx(lookups: MxLookups) -> CheckOutcome:
@@ -101,18 +110,16 @@ def evaluate_mx(lookups: MxLookups) -> CheckOutcome:
         found = lookups.addresses.get(host.host, [])
         addresses = host_addresses(found)
         row["addresses"] = addresses
-        aliased = [
-            lk for lk in found if lk.ok and lk.canonical_name and lk.canonical_name != host.host
-        ]
-        if aliased:
-            row["cname"] = aliased[0].canonical_name
+        alias = _alias_target(host.host, found)
+        if alias:
+            row["cname"] = alias
             findings.append(
                 Finding(
                     CheckStatus.FAIL,
-                    f"MX {host.host} is a CNAME to {aliased[0].canonical_name}; RFC 5321 forbids aliases",
+                    f"MX {host.host} is a CNAME to {alias}; RFC 5321 forbids aliases",
                 )
             )
-        if not addresses:
+        elif not addresses:
             errors = [lk.reason for lk in found if lk.failed]
             if errors:
                 findings.append(

@@ -1,0 +1,166 @@
+"""Every mail check against Knot serving the fixture zones: each rule and its edge cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from dns_records.checks import run_domain_checks
+from dns_records.resolver import Resolver
+from mailsec.env import parse_nameserver
+
+pytestmark = pytest.mark.knot
+
+REPORTS = "reports@mailsec.example"
+
+
+@pytest.fixture(scope="module")
+def resolver(knot):
+    return Resolver(nameservers=[parse_nameserver(knot.nameserver)], timeout=2)
+
+
+def check(resolver, domain, name):
+    outcomes = run_domain_checks(domain, resolver, report_address=REPORTS)
+    return next(o for o in outcomes if o.name == name)
+
+
+CASES = [
+    # SPF
+    ("good.test", "spf", "ok", "SPF is valid, ends in -all"),
+    ("softfail.spf.test", "spf", "warning", "~all"),
+    ("redirect.spf.test", "spf", "warning", "~all"),
+    ("plusall.spf.test", "spf", "fail", "+all"),
+    ("neutral.spf.test", "spf", "fail", "?all"),
+    ("noall.spf.test", "spf", "fail", "no 'all' term"),
+    ("two.spf.test", "spf", "fail", "publishes 2 SPF records"),
+    ("badip.spf.test", "spf", "fail", "bad address"),
+    ("badterm.spf.test", "spf", "fail", "unknown mechanism"),
+    ("toomany.spf.test", "spf", "fail", "12 DNS lookups"),
+    ("chain.spf.test", "spf", "fail", "11 DNS lookups"),
+    ("loop.spf.test", "spf", "fail", "loops back"),
+    ("void.spf.test", "spf", "fail", "3 void lookups"),
+    ("missinginclude.spf.test", "spf", "fail", "nospf.spf.test, which has no SPF record"),
+    ("none.spf.test", "spf", "fail", "has no SPF record"),
+    ("refusedinclude.spf.test", "spf", "error", "spf.unserved.example"),
+    ("mxfail.spf.test", "spf", "warning", "MX mx1.good.test 192.0.2.10 does not pass SPF (fail)"),
+    ("unserved.example", "spf", "error", "REFUSED"),
+    # DMARC
+    ("good.test", "dmarc", "ok", "DMARC p=reject"),
+    ("strict.dmarc.test", "dmarc", "ok", "DMARC p=reject"),
+    ("none.dmarc.test", "dmarc", "warning", "p=none"),
+    ("pct.dmarc.test", "dmarc", "warning", "pct=50"),
+    ("norua.dmarc.test", "dmarc", "warning", "No rua="),
+    ("nop.dmarc.test", "dmarc", "fail", "p= tag is missing"),
+    ("badp.dmarc.test", "dmarc", "fail", "p=block"),
+    ("badpct.dmarc.test", "dmarc", "fail", "pct=abc"),
+    ("notmailto.dmarc.test", "dmarc", "fail", "not a mailto"),
+    ("two.dmarc.test", "dmarc", "fail", "2 DMARC records"),
+    ("missing.dmarc.test", "dmarc", "fail", "No DMARC record"),
+    ("ext.dmarc.test", "dmarc", "ok", "DMARC p=reject"),
+    ("extmissing.dmarc.test", "dmarc", "warning", "reports.test has not authorised"),
+    ("extrefused.dmarc.test", "dmarc", "error", "unserved.example"),
+    ("sub.inherit.test", "dmarc", "ok", "DMARC p=quarantine"),
+    ("unserved.example", "dmarc", "error", "REFUSED"),
+    # MX
+    ("good.test", "mx", "ok", "2 MX hosts"),
+    ("single.mx.test", "mx", "warning", "Only one MX"),
+    ("cname.mx.test", "mx", "fail", "alias.mx.test is a CNAME"),
+    ("noaddr.mx.test", "mx", "fail", "ghost.mx.test has no address"),
+    ("literal.mx.test", "mx", "fail", "is an IP address"),
+    ("null.mx.test", "mx", "ok", "Null MX"),
+    ("none.mx.test", "mx", "fail", "No MX records"),
+    ("shared.mx.test", "mx", "warning", "share an address"),
+    ("refused.mx.test", "mx", "error", "mail.unserved.example"),
+    ("missing.good.test", "mx", "fail", "does not exist"),
+    # reverse DNS
+    ("good.test", "rdns", "ok", "forward-confirmed"),
+    ("ptrmismatch.mx.test", "rdns", "fail", "elsewhere.good.test, which does not resolve back"),
+    ("noptr.mx.test", "rdns", "fail", "192.0.2.21 (np.mx.test) has no PTR"),
+    ("null.mx.test", "rdns", "ok", "Null MX"),
+    # MTA-STS, TLS-RPT, BIMI, DNSSEC
+    ("good.test", "mta_sts", "ok", "id=20261128"),
+    ("single.mx.test", "mta_sts", "warning", "No MTA-STS record"),
+    ("badid.policy.test", "mta_sts", "fail", "id of 1 to 32"),
+    ("nohost.policy.test", "mta_sts", "fail", "mta-sts.nohost.policy.test"),
+    ("good.test", "tls_rpt", "ok", "tls-reports@good.test"),
+    ("single.mx.test", "tls_rpt", "warning", "No TLS-RPT record"),
+    ("badrua.policy.test", "tls_rpt", "fail", "mailto: or https:"),
+    ("good.test", "bimi", "ok", "https://good.test/logo.svg"),
+    ("single.mx.test", "bimi", "ok", "No BIMI record"),
+    ("badbimi.policy.test", "bimi", "fail", "https://"),
+    ("decline.policy.test", "bimi", "ok", "declines"),
+    ("good.test", "dnssec", "warning", "not signed"),
+    ("unserved.example", "dnssec", "error", "REFUSED"),
+]
+
+
+@pytest.mark.parametrize(("domain", "name", "status", "phrase"), CASES)
+def test_check_verdict(resolver, domain, name, status, phrase):
+    outcome = check(resolver, domain, name)
+    assert outcome.status == status, (outcome.summary, outcome.details.get("findings"))
+    assert phrase in outcome.summary
+
+
+def test_a_refused_domain_is_error_in_every_check(resolver):
+    outcomes = run_domain_checks("unserved.example", resolver, report_address=REPORTS)
+    assert {o.status for o in outcomes} == {"error"}
+
+
+def test_spf_details_count_lookups_and_list_includes(resolver):
+    outcome = check(resolver, "toomany.spf.test", "spf")
+    assert outcome.details["lookups"] == 12
+    assert len(outcome.details["includes"]) == 7
+
+
+def test_spf_suggestion_keeps_the_senders_and_ends_in_minus_all(resolver):
+    outcome = check(resolver, "softfail.spf.test", "spf")
+    assert outcome.details["suggested_record"] == {
+        "name": "softfail.spf.test", "type": "TXT", "value": "v=spf1 ip4:192.0.2.0/24 -all",
+    }  # fmt: skip
+
+
+def test_missing_spf_suggestion_is_built_from_mx(resolver):
+    outcome = check(resolver, "none.spf.test", "spf")
+    assert outcome.details["suggested_record"]["value"] == "v=spf1 mx -all"
+
+
+def test_spf_evaluates_each_mx_address(resolver):
+    outcome = check(resolver, "good.test", "spf")
+    results = {e["ip"]: e["result"] for e in outcome.details["evaluations"]}
+    assert results == {"192.0.2.10": "pass", "192.0.2.11": "pass"}
+
+
+def test_dmarc_suggestion_enforces_and_reports_to_the_ingest_address(resolver):
+    outcome = check(resolver, "none.dmarc.test", "dmarc")
+    assert outcome.details["suggested_record"] == {
+        "name": "_dmarc.none.dmarc.test",
+        "type": "TXT",
+        "value": f"v=DMARC1; p=quarantine; rua=mailto:d@dmarc.test,mailto:{REPORTS}",
+    }
+
+
+def test_missing_dmarc_suggestion(resolver):
+    outcome = check(resolver, "missing.dmarc.test", "dmarc")
+    assert outcome.details["suggested_record"]["value"] == (
+        f"v=DMARC1; p=quarantine; rua=mailto:{REPORTS}"
+    )
+
+
+def test_dmarc_falls_back_to_the_organisational_domain(resolver):
+    outcome = check(resolver, "sub.inherit.test", "dmarc")
+    assert outcome.details["inherited_from"] == "_dmarc.inherit.test"
+
+
+def test_mx_details_list_hosts_and_addresses(resolver):
+    outcome = check(resolver, "good.test", "mx")
+    assert [(h["host"], h["addresses"]) for h in outcome.details["hosts"]] == [
+        ("mx1.good.test", ["192.0.2.10"]),
+        ("mx2.good.test", ["192.0.2.11"]),
+    ]
+
+
+def test_missing_mta_sts_and_tls_rpt_suggest_records(resolver):
+    mta_sts = check(resolver, "single.mx.test", "mta_sts")
+    assert mta_sts.details["suggested_record"]["name"] == "_mta-sts.single.mx.test"
+    assert mta_sts.details["suggested_record"]["value"].startswith("v=STSv1; id=")
+    tls_rpt = check(resolver, "single.mx.test", "tls_rpt")
+    assert tls_rpt.details["suggested_record"]["value"] == f"v=TLSRPTv1; rua=mailto:{REPORTS}"
