@@ -1,0 +1,147 @@
+"""Storing check results, status-change events, and the scheduler's claiming of due domains."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from dns_records.models import CheckEvent, CheckResult, CheckState, CheckStatus, Domain
+from dns_records.results import CheckOutcome
+from dns_records.services import check_history_prune, check_outcomes_store, domains_claim_due
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def domain(org):
+    return Domain.objects.create(organisation=org, name="good.test")
+
+
+def store(domain, status, summary="s", at=None):
+    at = at or timezone.now()
+    check_outcomes_store(
+        domain=domain, outcomes=[CheckOutcome("spf", status, summary)], checked_at=at
+    )
+    return at
+
+
+def test_an_event_is_recorded_only_when_the_status_changes(domain):
+    first = store(domain, CheckStatus.OK)
+    store(domain, CheckStatus.OK, at=first + timedelta(minutes=1))
+    changed = store(domain, CheckStatus.FAIL, "broken", at=first + timedelta(minutes=2))
+    events = list(CheckEvent.objects.filter(domain=domain).order_by("created_at"))
+    assert [(e.previous_status, e.status) for e in events] == [("", "ok"), ("ok", "fail")]
+    state = CheckState.objects.get(domain=domain, name="spf")
+    assert (state.status, state.summary, state.changed_at) == ("fail", "broken", changed)
+    assert CheckResult.objects.filter(domain=domain).count() == 3
+
+
+def test_storing_sets_worst_status_and_the_next_check(domain, settings):
+    settings.MAILSEC_CHECK_INTERVAL_MINUTES = 60
+    at = timezone.now()
+    check_outcomes_store(
+        domain=domain,
+        outcomes=[
+            CheckOutcome("spf", CheckStatus.WARNING, "w"),
+            CheckOutcome("mx", CheckStatus.ERROR, "e"),
+        ],
+        checked_at=at,
+    )
+    domain.refresh_from_db()
+    assert domain.worst_status == "error"
+    assert domain.next_check_at == at + timedelta(minutes=60)
+
+
+def test_due_domains_are_claimed_once(org, settings):
+    settings.MAILSEC_CHECK_INTERVAL_MINUTES = 60
+    now = timezone.now()
+    due = Domain.objects.create(
+        organisation=org, name="due.test", next_check_at=now - timedelta(seconds=1)
+    )
+    Domain.objects.create(
+        organisation=org, name="later.test", next_check_at=now + timedelta(minutes=5)
+    )
+    assert domains_claim_due(now=now, limit=100) == [due.pk]
+    assert domains_claim_due(now=now, limit=100) == []
+    due.refresh_from_db()
+    assert due.next_check_at == now + timedelta(minutes=60)
+
+
+def test_never_scheduled_domains_are_spread_over_the_interval(org, settings):
+    settings.MAILSEC_CHECK_INTERVAL_MINUTES = 60
+    now = timezone.now()
+    for n in range(40):
+        Domain.objects.create(organisation=org, name=f"d{n}.test")
+    assert domains_claim_due(now=now, limit=100) == []
+    slots = sorted(d.next_check_at - now for d in Domain.objects.all())
+    assert slots[0] >= timedelta(0)
+    assert slots[-1] <= timedelta(minutes=60)
+    assert slots[-1] - slots[0] > timedelta(minutes=20), "all domains landed in one slot"
+
+
+def test_claim_respects_the_batch_limit(org):
+    now = timezone.now()
+    for n in range(5):
+        Domain.objects.create(
+            organisation=org, name=f"d{n}.test", next_check_at=now - timedelta(minutes=n)
+        )
+    assert len(domains_claim_due(now=now, limit=3)) == 3
+    assert len(domains_claim_due(now=now, limit=3)) == 2
+
+
+def test_old_history_is_pruned_but_current_state_kept(domain, settings):
+    settings.MAILSEC_CHECK_HISTORY_DAYS = 30
+    now = timezone.now()
+    store(domain, CheckStatus.OK, at=now - timedelta(days=31))
+    store(domain, CheckStatus.OK, at=now)
+    assert check_history_prune(now=now) == 1
+    assert CheckResult.objects.count() == 1
+    assert CheckState.objects.count() == 1
+
+
+@pytest.mark.knot
+def test_check_domain_command_prints_the_contract_json(knot):
+    out = io.StringIO()
+    call_command("check_domain", "Good.Test", "--json", stdout=out)
+    payload = json.loads(out.getvalue())
+    assert payload["domain"] == "good.test"
+    assert [c["name"] for c in payload["checks"]] == [
+        "delegation", "spf", "dmarc", "mx", "rdns", "mta_sts", "tls_rpt", "dnssec", "bimi",
+    ]  # fmt: skip
+    for check in payload["checks"]:
+        assert set(check) == {"name", "status", "summary", "details", "checked_at"}
+        assert check["status"] in {"ok", "warning", "fail", "error"}
+
+
+@pytest.mark.knot
+def test_check_domain_command_prints_suggestions(knot):
+    out = io.StringIO()
+    call_command("check_domain", "none.spf.test", stdout=out)
+    text = out.getvalue()
+    assert "FAIL spf" in text
+    assert "publish TXT none.spf.test: v=spf1 mx -all" in text
+
+
+@pytest.mark.worker
+@pytest.mark.knot
+@pytest.mark.django_db(transaction=True)
+def test_beat_tick_queues_due_domains_and_the_worker_checks_them(celery_worker, org):
+    from dns_records.tasks import queue_due_checks
+
+    past = timezone.now() - timedelta(minutes=1)
+    names = ["good.test", "single.mx.test", "none.spf.test"]
+    for name in names:
+        Domain.objects.create(organisation=org, name=name, next_check_at=past)
+    assert queue_due_checks() == 3
+    deadline = time.monotonic() + 30
+    while CheckState.objects.count() < 27 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    statuses = dict(Domain.objects.values_list("name", "worst_status"))
+    assert statuses == {"good.test": "warning", "single.mx.test": "fail", "none.spf.test": "fail"}
+    assert queue_due_checks() == 0
