@@ -6,7 +6,7 @@ each domain with its own short-lived answer cache so its checks share lookups.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -99,9 +99,7 @@ def build_spf_tree(
             else:
                 node.children.append(build_spf_tree(target, resolver, via=str(term), seen=seen))
         elif term.kind == "mechanism" and target is not None:
-            if term.name == "a":
-                node.term_lookups[str(term)] = [resolver.lookup(target, "A")]
-            elif term.name == "exists":
+            if term.name == "a" or term.name == "exists":
                 node.term_lookups[str(term)] = [resolver.lookup(target, "A")]
             elif term.name == "mx":
                 node.term_lookups[str(term)] = [resolver.lookup(target, "MX")]
@@ -206,32 +204,41 @@ def run_domain_checks(
     *,
     report_address: str,
     host_addresses_: list[str] | None = None,
+    only: Collection[str] | None = None,
     now: datetime | None = None,
 ) -> list[CheckOutcome]:
-    """Every check of one domain, in ALL_CHECKS order, sharing one answer cache."""
+    """The checks of one domain (all, or those named in `only`) sharing one answer cache."""
     cached = CachingResolver(resolver)
+    wanted = set(only) if only is not None else set(ALL_CHECKS)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M")
-    mx = _mx_lookups(domain, cached)
-    mx_outcome = evaluate_mx(mx)
-    mta_sts_host = f"mta-sts.{domain}"
-    outcomes = [
-        check_delegation(domain, cached),
-        check_spf(domain, cached, mx, host_addresses_ or []),
-        check_dmarc(domain, cached, report_address),
-        mx_outcome,
-        check_rdns(mx, mx_outcome, cached),
-        evaluate_mta_sts(
+    mx: MxLookups | None = None
+    mx_outcome: CheckOutcome | None = None
+    if wanted & {CheckName.MX, CheckName.RDNS, CheckName.SPF}:
+        mx = _mx_lookups(domain, cached)
+        mx_outcome = evaluate_mx(mx)
+    runners: dict[str, Callable[[], CheckOutcome]] = {
+        CheckName.DELEGATION: lambda: check_delegation(domain, cached),
+        CheckName.SPF: lambda: check_spf(domain, cached, _need(mx), host_addresses_ or []),
+        CheckName.DMARC: lambda: check_dmarc(domain, cached, report_address),
+        CheckName.MX: lambda: _need(mx_outcome),
+        CheckName.RDNS: lambda: check_rdns(_need(mx), _need(mx_outcome), cached),
+        CheckName.MTA_STS: lambda: evaluate_mta_sts(
             domain, cached.lookup(f"_mta-sts.{domain}", "TXT"),
-            list(cached.addresses(mta_sts_host)), suggestion=f"v=STSv1; id={stamp}",
+            list(cached.addresses(f"mta-sts.{domain}")), suggestion=f"v=STSv1; id={stamp}",
         ),
-        evaluate_tls_rpt(
+        CheckName.TLS_RPT: lambda: evaluate_tls_rpt(
             domain, cached.lookup(f"_smtp._tls.{domain}", "TXT"),
             suggestion=f"v=TLSRPTv1; rua=mailto:{report_address}",
         ),
-        evaluate_dnssec(domain, cached.lookup(domain, "DNSKEY")),
-        evaluate_bimi(domain, cached.lookup(f"default._bimi.{domain}", "TXT")),
-    ]  # fmt: skip
-    return outcomes
+        CheckName.DNSSEC: lambda: evaluate_dnssec(domain, cached.lookup(domain, "DNSKEY")),
+        CheckName.BIMI: lambda: evaluate_bimi(domain, cached.lookup(f"default._bimi.{domain}", "TXT")),
+    }  # fmt: skip
+    return [runners[name]() for name in ALL_CHECKS if name in wanted]
+
+
+def _need[T](value: T | None) -> T:
+    assert value is not None
+    return value
 
 
 def run_many(
@@ -239,13 +246,16 @@ def run_many(
     resolver: Resolver,
     *,
     report_address: Callable[[str], str],
+    only: Collection[str] | None = None,
     max_workers: int = 16,
 ) -> dict[str, list[CheckOutcome]]:
     """Check many domains concurrently; lookups wait on the network, not on each other."""
     names = list(domains)
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(names) or 1))) as pool:
         results = pool.map(
-            lambda name: run_domain_checks(name, resolver, report_address=report_address(name)),
+            lambda name: run_domain_checks(
+                name, resolver, report_address=report_address(name), only=only
+            ),
             names,
         )
         return dict(zip(names, results, strict=True))

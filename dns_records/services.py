@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from dns_records.checks import run_many
-from dns_records.models import CheckEvent, CheckResult, CheckState, Domain
+from dns_records.models import CheckEvent, CheckResult, CheckState, CheckStatus, Domain
 from dns_records.names import InvalidDomainName, normalise_domain
 from dns_records.resolver import Resolver
 from dns_records.results import CheckOutcome, worst
@@ -175,7 +175,7 @@ def check_outcomes_store(
             },
         )
     CheckEvent.objects.bulk_create(events)
-    statuses = [s.status for s in CheckState.objects.filter(domain=domain)]
+    statuses = [CheckStatus(s.status) for s in CheckState.objects.filter(domain=domain)]
     Domain.objects.filter(pk=domain.pk).update(
         worst_status=worst(statuses), next_check_at=checked_at + check_interval()
     )

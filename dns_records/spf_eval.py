@@ -23,6 +23,8 @@ _QUERY_TYPES = frozenset({"A", "AAAA", "MX", "PTR", "TXT"})
 
 
 class SpfResult(StrEnum):
+    """The seven results of RFC 7208 section 2.6."""
+
     PASS = "pass"  # noqa: S105  (an SPF result, not a password)
     FAIL = "fail"
     SOFTFAIL = "softfail"
@@ -166,3 +168,7 @@ def evaluate_spf(
     return SpfEvaluation(
         result=SpfResult(result), explanation=str(explanation), lookups=binding.lookups
     )
+
+
+# From import on, pyspf in this process can only resolve through an evaluation's Resolver.
+install()
