@@ -87,6 +87,9 @@ def test_add_domain_and_see_its_checks_without_reload(
     page.click(f"#domain-{domain.pk} a")
     page.locator("#check-delegation [data-status=ok]").wait_for()
     for name in ("spf", "dmarc", "mx", "rdns", "mta_sts", "tls_rpt", "bimi"):
-        assert page.locator(f"#check-{name} summary [data-status]").get_attribute("data-status") == "ok", name
+        assert (
+            page.locator(f"#check-{name} summary [data-status]").get_attribute("data-status")
+            == "ok"
+        ), name
     page.screenshot(path=str(tmp_path / "domain.png"), full_page=True)
     assert problems == [], problems
