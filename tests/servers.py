@@ -85,6 +85,10 @@ class KnotServer:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     zones: list[str] = field(default_factory=list)
+    # The zone files to serve, each `<domain>.zone` unless `zone_files` maps each domain to its
+    # file; a domain mapped to None gets no file, and Knot answers SERVFAIL for names in it.
+    source: Path = ZONES
+    zone_files: dict[str, str | None] | None = None
 
     @property
     def nameserver(self) -> str:
@@ -98,8 +102,12 @@ class KnotServer:
         if shutil.which("knotd") is None:
             missing("knotd is not installed (scripts/install-system-deps installs it)")
         zone_dir = self.directory / "zones"
-        shutil.copytree(ZONES, zone_dir)
-        self.zones = sorted(p.name.removesuffix(".zone") for p in zone_dir.glob("*.zone"))
+        shutil.copytree(self.source, zone_dir)
+        files = self.zone_files
+        if files is None:
+            files = {p.name.removesuffix(".zone"): p.name for p in zone_dir.glob("*.zone")}
+        self.zones = sorted(zone for zone, file in files.items() if file is not None)
+        failing = sorted(zone for zone, file in files.items() if file is None)
         self.port = free_port(self.address)
         for sub in ("run", "db"):
             (self.directory / sub).mkdir()
@@ -121,7 +129,11 @@ class KnotServer:
             "    journal-content: none",
             "zone:",
         ]
-        lines += [f"  - domain: {zone}\n    file: {zone}.zone" for zone in self.zones]
+        lines += [f"  - domain: {zone}\n    file: {files[zone]}" for zone in self.zones]
+        # No such file in the storage: the zone stays unloaded, which Knot answers with SERVFAIL.
+        lines += [
+            f"  - domain: {zone}\n    file: absent-{n}.zone" for n, zone in enumerate(failing)
+        ]
         self.config.write_text("\n".join(lines) + "\n")
         log = (self.directory / "knotd.log").open("wb")
         self.process = subprocess.Popen(
