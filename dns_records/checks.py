@@ -56,14 +56,29 @@ MAX_EVALUATED_ADDRESSES = 10
 
 
 def check_delegation(domain: str, resolver: Resolver) -> CheckOutcome:
-    ns = resolver.lookup(domain, "NS")
-    soa = resolver.lookup(domain, "SOA")
+    """The delegation of the domain's zone: its own, or the nearest parent zone serving it."""
+    zone = domain
+    ns = resolver.lookup(zone, "NS")
+    # A name that exists without NS records lives inside its parent's zone (mail.example.com
+    # in example.com): that zone's delegation is the one that matters.
+    while ns.status is LookupStatus.NODATA and zone.count(".") > 1:
+        zone = zone.split(".", 1)[1]
+        ns = resolver.lookup(zone, "NS")
+    soa = resolver.lookup(zone, "SOA")
     ns_addresses: dict[str, list[Lookup]] = {}
     if ns.ok:
         for host in ns.records:
             ns_addresses[host] = list(resolver.addresses(host))
-    outcome = evaluate_delegation(domain, ns, soa, ns_addresses)
+    outcome = evaluate_delegation(zone, ns, soa, ns_addresses)
     outcome.details.setdefault("resolvers", resolver.nameservers)
+    if zone != domain:
+        outcome.details["zone"] = zone
+        outcome = CheckOutcome(
+            outcome.name,
+            outcome.status,
+            f"Served by its parent zone {zone}. {outcome.summary}",
+            outcome.details,
+        )
     return outcome
 
 
@@ -148,9 +163,10 @@ def check_spf(
     if outcome.status in {CheckStatus.FAIL, CheckStatus.WARNING}:
         records = tree.spf_records()
         current = records[0] if len(records) == 1 else None
-        outcome.details["suggested_record"] = {
-            "name": domain, "type": "TXT", "value": suggest_spf(domain, current, host_addresses_),
-        }  # fmt: skip
+        mx_refused = any(e["result"] != "pass" and e["role"].startswith("MX") for e in evaluations)
+        value = suggest_spf(domain, current, host_addresses_, authorise_mx=mx_refused)
+        if value != current:
+            outcome.details["suggested_record"] = {"name": domain, "type": "TXT", "value": value}
     return outcome
 
 

@@ -384,19 +384,28 @@ def evaluate_spf_tree(
     return outcome_from_findings(CheckName.SPF, findings, ok, details)
 
 
-def suggest_spf(domain: str, current: str | None, host_addresses: list[str]) -> str:
-    """A record to publish: the current one made strict, or one built from MX and hosts."""
+def suggest_spf(
+    domain: str, current: str | None, host_addresses: list[str], *, authorise_mx: bool = False
+) -> str:
+    """A record to publish: the current one made strict, or one built from MX and hosts.
+
+    `authorise_mx` adds the `mx` mechanism when the domain's own mail servers would not pass.
+    """
     extra = [f"ip6:{a}" if ":" in a else f"ip4:{a}" for a in host_addresses]
+    record = None
     if current:
         try:
             record = parse_spf(current)
         except SpfSyntaxError:
             record = None
-        if record is not None:
-            terms = [str(t) for t in record.terms if t.name != "all" and t.kind == "mechanism"]
-            terms += [a for a in extra if a not in terms]
-            modifiers = [
-                str(t) for t in record.terms if t.kind == "modifier" and t.name != "redirect"
-            ]
-            return " ".join(["v=spf1", *terms, "-all", *modifiers])
-    return " ".join(["v=spf1", "mx", *extra, "-all"])
+    if record is None:
+        return " ".join(["v=spf1", "mx", *extra, "-all"])
+    if record.all_qualifier is None and record.modifier("redirect") is not None:
+        # The redirect target decides; strengthening it is that domain's business.
+        return record.text
+    terms = [str(t) for t in record.terms if t.kind == "mechanism" and t.name != "all"]
+    if authorise_mx and "mx" not in terms:
+        terms.insert(0, "mx")
+    terms += [a for a in extra if a not in terms]
+    modifiers = [str(t) for t in record.terms if t.kind == "modifier" and t.name != "redirect"]
+    return " ".join(["v=spf1", *terms, "-all", *modifiers])

@@ -25,7 +25,7 @@ def resolver(knot):
         ("single-ns.test", CheckStatus.WARNING, "Only one name server"),
         ("shared-addr.test", CheckStatus.WARNING, "share one address"),
         ("lame.test", CheckStatus.FAIL, "ns2.lame.test has no address"),
-        ("www.good.test", CheckStatus.FAIL, "not a delegated zone"),
+        ("www.good.test", CheckStatus.OK, "Served by its parent zone good.test. Delegated to 2"),
         ("missing.good.test", CheckStatus.FAIL, "does not exist"),
         ("out-of-zone-ns.test", CheckStatus.ERROR, "ns.unserved.example"),
         ("unserved.example", CheckStatus.ERROR, "REFUSED"),

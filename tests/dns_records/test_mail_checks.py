@@ -164,3 +164,19 @@ def test_missing_mta_sts_and_tls_rpt_suggest_records(resolver):
     assert mta_sts.details["suggested_record"]["value"].startswith("v=STSv1; id=")
     tls_rpt = check(resolver, "single.mx.test", "tls_rpt")
     assert tls_rpt.details["suggested_record"]["value"] == f"v=TLSRPTv1; rua=mailto:{REPORTS}"
+
+
+def test_spf_suggestion_authorises_the_mx_hosts_that_fail(resolver):
+    outcome = check(resolver, "mxfail.spf.test", "spf")
+    assert outcome.details["suggested_record"]["value"] == "v=spf1 mx ip4:198.51.100.1 -all"
+
+
+def test_redirected_spf_gets_no_suggestion_to_rewrite_its_target(resolver):
+    outcome = check(resolver, "redirect.spf.test", "spf")
+    assert "suggested_record" not in outcome.details
+
+
+def test_delegation_of_a_subdomain_is_its_parent_zones(resolver):
+    outcome = check(resolver, "softfail.spf.test", "delegation")
+    assert outcome.status == "ok"
+    assert outcome.details["zone"] == "spf.test"
