@@ -129,7 +129,12 @@ class KnotServer:
             "    journal-content: none",
             "zone:",
         ]
-        lines += [f"  - domain: {zone}\n    file: {files[zone]}" for zone in self.zones]
+        for zone in self.zones:
+            lines.append(f"  - domain: {zone}\n    file: {files[zone]}")
+            # A zone file whose first line asks for it is signed by Knot as it loads.
+            first_line = (zone_dir / str(files[zone])).read_text().split("\n", 1)[0]
+            if "knot: dnssec-signing" in first_line:
+                lines.append("    dnssec-signing: on")
         # No such file in the storage: the zone stays unloaded, which Knot answers with SERVFAIL.
         lines += [
             f"  - domain: {zone}\n    file: absent-{n}.zone" for n, zone in enumerate(failing)

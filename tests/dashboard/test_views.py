@@ -147,3 +147,42 @@ def test_api_docs_page_allows_inline_styles_but_no_inline_script(owner):
     directives = dict(part.strip().split(" ", 1) for part in csp.split(";"))
     assert directives["style-src"] == "'self' 'unsafe-inline'"
     assert "unsafe-inline" not in directives["script-src"]
+
+
+def _store(domain, *outcomes):
+    from django.utils import timezone
+
+    from dns_records.services import check_outcomes_store
+
+    check_outcomes_store(domain=domain, outcomes=list(outcomes), checked_at=timezone.now())
+
+
+def test_domain_page_shows_findings_suggestion_with_copy_button_and_changes(owner, domain):
+    from dns_records.models import CheckStatus
+    from dns_records.results import CheckOutcome
+
+    suggestion = {"name": "good.test", "type": "TXT", "value": "v=spf1 mx -all"}
+    _store(domain, CheckOutcome("spf", CheckStatus.OK, "fine"))
+    _store(domain, CheckOutcome("spf", CheckStatus.WARNING, "SPF ends in ~all",
+                                {"findings": [{"status": "warning", "message": "softfail"}],
+                                 "suggested_record": suggestion}))  # fmt: skip
+    body = login(owner).get(f"/domains/{domain.pk}/").content.decode()
+    assert '<code id="suggest-spf">v=spf1 mx -all</code>' in body
+    assert 'data-copy="#suggest-spf"' in body
+    assert "softfail" in body
+    assert 'class="badge ok small">ok</span> → <span class="badge warning small">warning' in body
+
+
+def test_domain_list_filters_by_worst_status(owner, domain, org):
+    from dns_records.models import CheckStatus
+    from dns_records.results import CheckOutcome
+
+    healthy = Domain.objects.create(organisation=org, name="healthy.test")
+    _store(domain, CheckOutcome("mx", CheckStatus.FAIL, "no MX"))
+    _store(healthy, CheckOutcome("mx", CheckStatus.OK, "fine"))
+    client = login(owner)
+    failing = client.get("/domains/?status=fail").content.decode()
+    assert "good.test" in failing
+    assert "healthy.test" not in failing
+    assert "<strong>mx</strong>: no MX" in failing
+    assert "healthy.test" in client.get("/domains/?status=ok").content.decode()

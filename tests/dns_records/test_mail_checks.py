@@ -180,3 +180,13 @@ def test_delegation_of_a_subdomain_is_its_parent_zones(resolver):
     outcome = check(resolver, "softfail.spf.test", "delegation")
     assert outcome.status == "ok"
     assert outcome.details["zone"] == "spf.test"
+
+
+def test_signed_zone_is_reported_signed(resolver):
+    outcome = check(resolver, "signed.test", "dnssec")
+    assert outcome.status == "ok"
+    assert outcome.details["signed"] is True
+    assert outcome.details["keys"] >= 1
+    # Knot answers authoritatively and validates nothing: mailsec says so instead of claiming it.
+    assert outcome.details["validated"] is False
+    assert "does not validate" in outcome.summary

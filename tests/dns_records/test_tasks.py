@@ -40,6 +40,8 @@ def test_created_domain_gets_every_check_run_by_the_worker(celery_worker, owner_
     assert [c["name"] for c in checks][:2] == ["delegation", "spf"]
     domain.refresh_from_db()
     assert domain.worst_status == "warning"
+    assert domain.next_check_at is not None
+    assert run.finished_at is not None
     assert domain.next_check_at > run.finished_at
     assert owner_api.get(f"/api/v1/tasks/{run.pk}/").json()["state"] == "succeeded"
 
