@@ -150,6 +150,7 @@ class TaskRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_by = models.CharField(max_length=200, blank=True, help_text="host:pid of the claimer")
     result: models.JSONField[Any] = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
 

@@ -6,7 +6,9 @@ Every function takes the acting user explicitly and writes the audit log in the 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -184,27 +186,61 @@ def task_run_create(
     )
 
 
-def task_run_claim(*, task_run_id: Any, stale_after: timedelta) -> bool:
+def current_claimer() -> str:
+    """This process, as it signs the task runs it claims: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claimer_is_dead(claimer: str) -> bool:
+    """True only when the claimer was a process on this host that no longer exists."""
+    host, _, pid = claimer.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def task_run_claim(*, task_run_id: Any, stale_after: timedelta, claimer: str = "") -> bool:
     """Mark the run as started if nobody else holds it; False means skip this delivery.
 
-    A run left RUNNING for longer than the task's hard time limit belongs to a worker that died,
-    so it may be claimed again; a finished run never is.
+    A finished run is never claimed again. A running one is, when its claimer died: Celery
+    redelivers the message of a pool process killed mid-task (late acks), and the claimer's
+    pid is gone on this host; on another host, once it has run longer than the hard time limit.
     """
+    claimer = claimer or current_claimer()
     now = timezone.now()
     claimable = Q(state=TaskState.PENDING) | Q(
         state=TaskState.RUNNING, started_at__lt=now - stale_after
     )
-
+    holder = (
+        TaskRun.objects.filter(pk=task_run_id, state=TaskState.RUNNING)
+        .values_list("claimed_by", flat=True)
+        .first()
+    )
+    if holder and _claimer_is_dead(holder):
+        claimable |= Q(state=TaskState.RUNNING, claimed_by=holder)
     updated = TaskRun.objects.filter(claimable, pk=task_run_id).update(
-        state=TaskState.RUNNING, started_at=now, attempts=F("attempts") + 1
+        state=TaskState.RUNNING, started_at=now, attempts=F("attempts") + 1, claimed_by=claimer
     )
     return updated == 1
 
 
 def task_run_finish(
-    *, task_run_id: Any, result: dict[str, Any] | None = None, error: str = ""
+    *,
+    task_run_id: Any,
+    result: dict[str, Any] | None = None,
+    error: str = "",
+    claimer: str = "",
 ) -> None:
-    TaskRun.objects.filter(pk=task_run_id, state=TaskState.RUNNING).update(
+    """Record the outcome, unless another claimer has taken the run over meanwhile."""
+    TaskRun.objects.filter(
+        pk=task_run_id, state=TaskState.RUNNING, claimed_by=claimer or current_claimer()
+    ).update(
         state=TaskState.FAILED if error else TaskState.SUCCEEDED,
         finished_at=timezone.now(),
         result=result,

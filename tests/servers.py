@@ -6,12 +6,14 @@ where it fails them: CI must never pass by skipping what it was meant to exercis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -183,6 +185,7 @@ class CeleryWorker:
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
     name: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:8]}@localhost")
+    concurrency: int = 2
 
     @property
     def log_path(self) -> Path:
@@ -191,7 +194,7 @@ class CeleryWorker:
     def start(self, timeout: float = 30.0) -> None:
         argv = [
             sys.executable, "-m", "celery", "-A", "mailsec", "worker",
-            "--loglevel=INFO", "--pool=prefork", "--concurrency=2",
+            "--loglevel=INFO", "--pool=prefork", f"--concurrency={self.concurrency}",
             "--without-gossip", "--without-mingle", "-n", self.name,
         ]  # fmt: skip
         self.process = subprocess.Popen(
@@ -215,3 +218,51 @@ class CeleryWorker:
     def stop(self) -> None:
         if self.process is not None:
             stop_process(self.process, timeout=20)
+
+
+class SlowDnsRelay:
+    """A UDP DNS relay to Knot that can hold every answer back, to keep a task busy on cue."""
+
+    def __init__(self, upstream: tuple[str, int], address: str = "127.0.0.14") -> None:
+        self.upstream = upstream
+        self.delay = 1.0
+        self.slow = threading.Event()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((address, 0))
+        self._sock.settimeout(0.2)
+        self.address, self.port = self._sock.getsockname()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def nameserver(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                query, client = self._sock.recvfrom(65535)
+            except OSError:
+                continue
+            threading.Thread(target=self._answer, args=(query, client), daemon=True).start()
+
+    def _answer(self, query: bytes, client: tuple[str, int]) -> None:
+        if self.slow.is_set():
+            time.sleep(self.delay)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as upstream:
+            upstream.settimeout(2)
+            upstream.sendto(query, self.upstream)
+            try:
+                reply, _ = upstream.recvfrom(65535)
+            except OSError:
+                return
+        with contextlib.suppress(OSError):
+            self._sock.sendto(reply, client)

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from mailsec.models import TaskRun, TaskState
-from mailsec.services import task_run_claim, task_run_execute, task_run_finish
+from mailsec.services import current_claimer, task_run_claim, task_run_execute, task_run_finish
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +61,27 @@ def test_execute_skips_work_of_a_claimed_run(run):
         is False
     )
     assert calls == []
+
+
+def test_a_run_whose_claimer_died_on_this_host_is_reclaimed_at_once(run):
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = current_claimer().rpartition(":")[0]
+    assert task_run_claim(task_run_id=run.id, stale_after=STALE, claimer=f"{host}:{dead.pid}")
+    assert task_run_claim(task_run_id=run.id, stale_after=STALE)
+    run.refresh_from_db()
+    assert (run.attempts, run.claimed_by) == (2, current_claimer())
+
+
+def test_a_run_held_by_a_live_claimer_elsewhere_is_not_taken(run):
+    assert task_run_claim(task_run_id=run.id, stale_after=STALE, claimer="other-host:1")
+    assert task_run_claim(task_run_id=run.id, stale_after=STALE) is False
+
+
+def test_a_superseded_claimer_cannot_record_an_outcome(run):
+    task_run_claim(task_run_id=run.id, stale_after=STALE, claimer="other-host:1")
+    task_run_finish(task_run_id=run.id, result={"late": True}, claimer="someone-else:2")
+    run.refresh_from_db()
+    assert run.state == TaskState.RUNNING
