@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db.models import CharField, Exists, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Cast
+from django.utils import timezone
 
 from dns_records.models import CheckEvent, CheckName, CheckResult, CheckState, CheckStatus, Domain
 from dns_records.services import CHECK_TASK_KIND
@@ -11,16 +14,23 @@ from mailsec.models import UNFINISHED_TASK_STATES, TaskRun
 from mailsec.selectors import User, organisations_visible
 
 CHECK_ORDER = {name: index for index, name in enumerate(CheckName.values)}
+# A check queued longer ago than this is no longer shown as running: no worker took it, and the
+# page should stop polling and offer "Check now" again rather than spin forever.
+PENDING_CUTOFF = timedelta(minutes=15)
+
+
+def _pending_runs() -> QuerySet[TaskRun]:
+    return TaskRun.objects.filter(
+        kind=CHECK_TASK_KIND,
+        object_type="domain",
+        state__in=UNFINISHED_TASK_STATES,
+        created_at__gt=timezone.now() - PENDING_CUTOFF,
+    )
 
 
 def domains_visible(user: User, *, search: str = "", status: str = "") -> QuerySet[Domain]:
     """The user's domains with their worst current status and whether a check is running."""
-    pending = TaskRun.objects.filter(
-        kind=CHECK_TASK_KIND,
-        object_type="domain",
-        object_id=Cast(OuterRef("pk"), CharField()),
-        state__in=UNFINISHED_TASK_STATES,
-    )
+    pending = _pending_runs().filter(object_id=Cast(OuterRef("pk"), CharField()))
     queryset = Domain.objects.filter(organisation__in=organisations_visible(user)).select_related(
         "organisation"
     )
@@ -62,13 +72,4 @@ def check_history(domain: Domain, name: str, limit: int = 50) -> QuerySet[CheckR
 
 
 def check_pending(domain: Domain) -> TaskRun | None:
-    return (
-        TaskRun.objects.filter(
-            kind=CHECK_TASK_KIND,
-            object_type="domain",
-            object_id=str(domain.pk),
-            state__in=UNFINISHED_TASK_STATES,
-        )
-        .order_by("-created_at")
-        .first()
-    )
+    return _pending_runs().filter(object_id=str(domain.pk)).order_by("-created_at").first()

@@ -186,3 +186,20 @@ def test_domain_list_filters_by_worst_status(owner, domain, org):
     assert "healthy.test" not in failing
     assert "<strong>mx</strong>: no MX" in failing
     assert "healthy.test" in client.get("/domains/?status=ok").content.decode()
+
+
+def test_a_check_no_worker_took_stops_showing_as_running(owner, domain):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mailsec.models import TaskRun
+
+    TaskRun.objects.create(organisation=domain.organisation, kind="domain.check", object_type="domain",
+                           object_id=str(domain.pk))  # fmt: skip
+    client = login(owner)
+    assert "every 2s" in client.get(f"/domains/{domain.pk}/row/").content.decode()
+    TaskRun.objects.update(created_at=timezone.now() - timedelta(minutes=16))
+    row = client.get(f"/domains/{domain.pk}/row/").content.decode()
+    assert "every 2s" not in row
+    assert "not checked" in row
