@@ -27,11 +27,11 @@ def test_readyz_checks_database_and_broker():
 
 def test_readyz_is_503_when_the_broker_is_unreachable():
     previous = celery_app.conf.broker_url
-    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    celery_app.conf.update(broker_url="redis://127.0.0.1:1/0")
     try:
         response = Client().get("/readyz")
     finally:
-        celery_app.conf.broker_url = previous
+        celery_app.conf.update(broker_url=previous)
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "error"
