@@ -33,6 +33,7 @@ from dns_records.results import CheckOutcome
 from dns_records.spf import (
     SpfNode,
     SpfSyntaxError,
+    effective_terms,
     evaluate_spf_tree,
     parse_spf,
     suggest_spf,
@@ -51,7 +52,8 @@ ALL_CHECKS = [
     CheckName.DNSSEC,
     CheckName.BIMI,
 ]
-MAX_SPF_DEPTH = 12
+# Records fetched for one SPF tree at most: ten lookups allowed, so this is well past any verdict.
+MAX_SPF_NODES = 40
 MAX_EVALUATED_ADDRESSES = 10
 
 
@@ -82,39 +84,45 @@ def check_delegation(domain: str, resolver: Resolver) -> CheckOutcome:
     return outcome
 
 
-def build_spf_tree(
-    domain: str, resolver: Resolver, *, via: str = "", seen: frozenset[str] = frozenset()
+def build_spf_tree(domain: str, resolver: Resolver) -> SpfNode:
+    """Look up a domain's SPF record and, recursively, what its include/redirect terms name.
+
+    A hostile record set can fan out exponentially (each record including several others that
+    include each other): the tree stops growing after MAX_SPF_NODES records, far past the ten
+    lookups any receiver allows, and the verdict reports the truncation as a fail.
+    """
+    budget = [MAX_SPF_NODES]
+    return _spf_node(domain, resolver, via="", seen=frozenset(), budget=budget)
+
+
+def _spf_node(
+    domain: str, resolver: Resolver, *, via: str, seen: frozenset[str], budget: list[int]
 ) -> SpfNode:
-    """Look up a domain's SPF record and, recursively, what its terms point to."""
     if domain in seen:
         return SpfNode(domain, Lookup(domain, "TXT", LookupStatus.OK), via=via, loop=True)
+    if budget[0] <= 0:
+        return SpfNode(domain, Lookup(domain, "TXT", LookupStatus.OK), via=via, truncated=True)
+    budget[0] -= 1
     node = SpfNode(domain, resolver.lookup(domain, "TXT"), via=via)
     records = node.spf_records()
-    if len(records) != 1 or len(seen) >= MAX_SPF_DEPTH:
+    if len(records) != 1:
         return node
     try:
         record = parse_spf(records[0])
     except SpfSyntaxError:
         return node
     seen = seen | {domain}
-    for term in record.terms:
+    for term in effective_terms(record):
         target = term_target(term, domain)
-        if term.name in {"include", "redirect"} and term.kind in {"mechanism", "modifier"}:
-            if term.name == "include" and term.kind != "mechanism":
-                continue
+        if term.name in {"include", "redirect"}:
             if target is None:
-                node.children.append(
-                    SpfNode(
-                        term.value,
-                        Lookup(term.value, "TXT", LookupStatus.OK),
-                        via=str(term),
-                        unexpanded=True,
-                    )
-                )
+                lookup = Lookup(term.value, "TXT", LookupStatus.OK)
+                node.children.append(SpfNode(term.value, lookup, via=str(term), unexpanded=True))
             else:
-                node.children.append(build_spf_tree(target, resolver, via=str(term), seen=seen))
+                child = _spf_node(target, resolver, via=str(term), seen=seen, budget=budget)
+                node.children.append(child)
         elif term.kind == "mechanism" and target is not None:
-            if term.name == "a" or term.name == "exists":
+            if term.name in {"a", "exists"}:
                 node.term_lookups[str(term)] = [resolver.lookup(target, "A")]
             elif term.name == "mx":
                 node.term_lookups[str(term)] = [resolver.lookup(target, "MX")]

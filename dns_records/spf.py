@@ -47,7 +47,10 @@ class Term:
         if self.kind == "modifier":
             return f"{self.name}={self.value}"
         qualifier = "" if self.qualifier == "+" else self.qualifier
-        return f"{qualifier}{self.name}{':' + self.value if self.value else ''}"
+        if not self.value:
+            return f"{qualifier}{self.name}"
+        separator = "" if self.value.startswith("/") else ":"  # a/24, mx//64: a prefix, no domain
+        return f"{qualifier}{self.name}{separator}{self.value}"
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,13 @@ def parse_spf(text: str) -> SpfRecord:
     return SpfRecord(text=text, terms=tuple(terms))
 
 
+def effective_terms(record: SpfRecord) -> list[Term]:
+    """The terms evaluation can reach: redirect= is ignored when the record has 'all' (RFC 7208 6.1)."""
+    if record.all_qualifier is None:
+        return list(record.terms)
+    return [t for t in record.terms if not (t.kind == "modifier" and t.name == "redirect")]
+
+
 def term_target(term: Term, domain: str) -> str | None:
     """The name a term makes a lookup for; None when a macro hides it until a message arrives."""
     if term.name not in LOOKUP_MECHANISMS | {"redirect"} or term.name == "ptr":
@@ -190,6 +200,7 @@ class SpfNode:
     term_lookups: dict[str, list[Lookup]] = field(default_factory=dict)
     loop: bool = False
     unexpanded: bool = False  # a macro in the target: the real name is known only at receipt
+    truncated: bool = False  # not fetched: the tree had grown past MAX_SPF_NODES records
 
     def spf_records(self) -> list[str]:
         return [r for r in self.txt.records if is_spf(r)] if self.txt.ok else []
@@ -199,6 +210,7 @@ class SpfNode:
 class SpfTally:
     lookups: int = 0
     void: int = 0
+    truncated: bool = False
     findings: list[Finding] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
 
@@ -216,6 +228,9 @@ def _walk(node: SpfNode, tally: SpfTally, depth: int) -> SpfRecord | None:
         )
         return None
     if node.unexpanded:
+        return None
+    if node.truncated:
+        tally.truncated = True
         return None
     if node.txt.failed:
         tally.findings.append(
@@ -251,7 +266,7 @@ def _walk(node: SpfNode, tally: SpfTally, depth: int) -> SpfRecord | None:
         )
         return None
     tally.records.append({"domain": node.domain, "record": record.text, "via": node.via})
-    for term in record.terms:
+    for term in effective_terms(record):
         counts = term.kind == "mechanism" and term.name in LOOKUP_MECHANISMS
         counts = counts or (term.kind == "modifier" and term.name == "redirect")
         if counts:
@@ -333,7 +348,14 @@ def evaluate_spf_tree(
         includes=tally.records,
     )
     findings = list(tally.findings)
-    if tally.lookups > MAX_LOOKUPS:
+    if tally.truncated:
+        findings.append(
+            Finding(
+                CheckStatus.FAIL,
+                f"SPF expands to more than {tally.lookups} DNS lookups (mailsec stopped counting); receivers stop at 10",
+            )
+        )
+    elif tally.lookups > MAX_LOOKUPS:
         findings.append(
             Finding(
                 CheckStatus.FAIL,

@@ -190,3 +190,24 @@ def test_signed_zone_is_reported_signed(resolver):
     # Knot answers authoritatively and validates nothing: mailsec says so instead of claiming it.
     assert outcome.details["validated"] is False
     assert "does not validate" in outcome.summary
+
+
+def test_exponential_include_fan_out_is_cut_short(resolver):
+    from dns_records.checks import MAX_SPF_NODES, build_spf_tree
+
+    tree = build_spf_tree("fan.spf.test", resolver)
+
+    def fetched(node):
+        own = 0 if node.truncated else 1
+        return own + sum(fetched(child) for child in node.children)
+
+    assert fetched(tree) == MAX_SPF_NODES
+    outcome = check(resolver, "fan.spf.test", "spf")
+    assert outcome.status == "fail"
+    assert "stopped counting" in outcome.summary
+
+
+def test_redirect_is_ignored_when_the_record_has_all(resolver):
+    outcome = check(resolver, "ignoredredirect.spf.test", "spf")
+    assert outcome.details["lookups"] == 8
+    assert outcome.status == "ok", outcome.summary

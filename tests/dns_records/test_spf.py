@@ -107,3 +107,11 @@ def test_suggestion_from_broken_record_starts_fresh():
     assert suggest_spf("d.test", None, ["192.0.2.1", "2001:db8::1"]) == (
         "v=spf1 mx ip4:192.0.2.1 ip6:2001:db8::1 -all"
     )
+
+
+def test_prefix_only_a_and_mx_terms_print_without_a_colon():
+    record = parse_spf("v=spf1 a/24 mx//64 ~all")
+    assert [str(t) for t in record.terms] == ["a/24", "mx//64", "~all"]
+    suggestion = suggest_spf("d.test", record.text, [])
+    assert suggestion == "v=spf1 a/24 mx//64 -all"
+    assert parse_spf(suggestion)
