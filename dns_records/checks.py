@@ -6,8 +6,9 @@ each domain with its own short-lived answer cache so its checks share lookups.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Collection, Generator, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 
 from dns_records.bimi import evaluate_bimi
@@ -232,7 +233,7 @@ def run_domain_checks(
     now: datetime | None = None,
 ) -> list[CheckOutcome]:
     """The checks of one domain (all, or those named in `only`) sharing one answer cache."""
-    cached = CachingResolver(resolver)
+    cached = resolver if isinstance(resolver, CachingResolver) else CachingResolver(resolver)
     wanted = set(only) if only is not None else set(ALL_CHECKS)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M")
     mx: MxLookups | None = None
@@ -265,6 +266,36 @@ def _need[T](value: T | None) -> T:
     return value
 
 
+def iter_many(
+    domains: Iterable[str],
+    resolver: Resolver,
+    *,
+    report_address: Callable[[str], str],
+    only: Collection[str] | None = None,
+    max_workers: int = 16,
+) -> Generator[tuple[str, list[CheckOutcome]]]:
+    """Check many domains on a bounded thread pool, yielding each as it completes.
+
+    Lookups wait on the network, not on each other. If the consumer stops early (a Celery soft
+    time limit, say), queued domains are dropped and running ones have every further lookup
+    answered with an error at once, so the pool winds down in moments instead of minutes.
+    """
+    names = list(domains)
+    cancelled = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(names) or 1)))
+
+    def check(name: str) -> tuple[str, list[CheckOutcome]]:
+        cached = CachingResolver(resolver, cancelled=cancelled)
+        return name, run_domain_checks(name, cached, report_address=report_address(name), only=only)
+
+    try:
+        for future in as_completed([pool.submit(check, name) for name in names]):
+            yield future.result()
+    finally:
+        cancelled.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def run_many(
     domains: Iterable[str],
     resolver: Resolver,
@@ -273,13 +304,9 @@ def run_many(
     only: Collection[str] | None = None,
     max_workers: int = 16,
 ) -> dict[str, list[CheckOutcome]]:
-    """Check many domains concurrently; lookups wait on the network, not on each other."""
-    names = list(domains)
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(names) or 1))) as pool:
-        results = pool.map(
-            lambda name: run_domain_checks(
-                name, resolver, report_address=report_address(name), only=only
-            ),
-            names,
+    """Every result of `iter_many`, by domain name."""
+    return dict(
+        iter_many(
+            domains, resolver, report_address=report_address, only=only, max_workers=max_workers
         )
-        return dict(zip(names, results, strict=True))
+    )

@@ -135,17 +135,20 @@ class CachingResolver(Resolver):
     DNS and SPF checks); the memory lives only as long as this object, so no answer goes stale.
     """
 
-    def __init__(self, inner: Resolver) -> None:
+    def __init__(self, inner: Resolver, cancelled: threading.Event | None = None) -> None:
         self._inner = inner
         self.timeout = inner.timeout
         self._answers: dict[tuple[str, str], Lookup] = {}
         self._lock = threading.Lock()
+        self._cancelled = cancelled
 
     @property
     def nameservers(self) -> list[str]:
         return self._inner.nameservers
 
     def lookup(self, name: str, rdtype: str) -> Lookup:
+        if self._cancelled is not None and self._cancelled.is_set():
+            return Lookup(name, rdtype, LookupStatus.ERROR, reason="cancelled: out of time")
         key = (name.lower().rstrip("."), rdtype)
         with self._lock:
             cached = self._answers.get(key)

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from dns_records.checks import run_many
+from dns_records.checks import iter_many
 from dns_records.models import CheckEvent, CheckResult, CheckState, CheckStatus, Domain
 from dns_records.names import InvalidDomainName, normalise_domain
 from dns_records.resolver import Resolver
@@ -106,16 +106,21 @@ def domains_check(
         by_name.setdefault(domain.name, []).append(domain)
     if not by_name:
         return {}
-    outcomes = run_many(
+    outcomes: dict[str, list[CheckOutcome]] = {}
+    # Each domain is stored as soon as it is done, so a batch cut short keeps what it finished.
+    for name, results in iter_many(
         by_name,
         resolver or Resolver(),
         report_address=report_address_for,
         max_workers=settings.MAILSEC_CHECK_CONCURRENCY,
-    )
-    checked_at = timezone.now()
-    for name, results in outcomes.items():
-        for domain in by_name[name]:
+    ):
+        checked_at = timezone.now()
+        stored = [
             check_outcomes_store(domain=domain, outcomes=results, checked_at=checked_at)
+            for domain in by_name[name]
+        ]
+        if any(stored):
+            outcomes[name] = results
     return outcomes
 
 
@@ -132,8 +137,14 @@ def domain_checks_run(*, domain_id: int, resolver: Resolver | None = None) -> di
 @transaction.atomic
 def check_outcomes_store(
     *, domain: Domain, outcomes: list[CheckOutcome], checked_at: datetime
-) -> None:
-    """Keep the run as history, update the current state, and record each status change."""
+) -> bool:
+    """Keep the run as history, update the current state, and record each status change.
+
+    False when the domain was deleted while it was being checked: there is nothing to store.
+    """
+    # Locking the domain row orders this against a concurrent delete of the domain.
+    if not Domain.objects.select_for_update().filter(pk=domain.pk).exists():
+        return False
     current = {s.name: s for s in CheckState.objects.select_for_update().filter(domain=domain)}
     CheckResult.objects.bulk_create(
         CheckResult(
@@ -179,6 +190,7 @@ def check_outcomes_store(
     Domain.objects.filter(pk=domain.pk).update(
         worst_status=worst(statuses), next_check_at=checked_at + check_interval()
     )
+    return True
 
 
 def domains_claim_due(*, now: datetime, limit: int) -> list[int]:

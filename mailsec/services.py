@@ -268,3 +268,26 @@ def task_run_execute(
         raise
     task_run_finish(task_run_id=task_run_id, result=result)
     return True
+
+
+ABANDONED_RUNNING = timedelta(hours=2)
+ABANDONED_PENDING = timedelta(days=1)
+
+
+def task_runs_reap(*, now: datetime) -> int:
+    """Mark runs no worker will ever finish as failed, so nothing polls a 'running' job forever.
+
+    A run still RUNNING two hours after it started outlived every task's hard time limit and
+    the broker's redelivery: its worker was killed. One PENDING for a day was never picked up.
+    """
+    running = TaskRun.objects.filter(
+        state=TaskState.RUNNING, started_at__lt=now - ABANDONED_RUNNING
+    ).update(
+        state=TaskState.FAILED,
+        finished_at=now,
+        error="abandoned: the worker stopped without finishing (time limit or crash)",
+    )
+    pending = TaskRun.objects.filter(
+        state=TaskState.PENDING, created_at__lt=now - ABANDONED_PENDING
+    ).update(state=TaskState.FAILED, finished_at=now, error="never started: no worker took it")
+    return running + pending

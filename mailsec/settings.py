@@ -270,4 +270,5 @@ MAILSEC_CHECK_HISTORY_DAYS = env_int("MAILSEC_CHECK_HISTORY_DAYS", 90, minimum=1
 CELERY_BEAT_SCHEDULE = {
     "queue-due-domain-checks": {"task": "dns_records.tasks.queue_due_checks", "schedule": 60.0},
     "prune-check-history": {"task": "dns_records.tasks.prune_check_history", "schedule": 86400.0},
+    "reap-task-runs": {"task": "mailsec.tasks.reap_task_runs", "schedule": 300.0},
 }

@@ -233,6 +233,7 @@ class SlowDnsRelay:
         self.address, self.port = self._sock.getsockname()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.queries = 0
 
     @property
     def nameserver(self) -> str:
@@ -252,6 +253,7 @@ class SlowDnsRelay:
                 query, client = self._sock.recvfrom(65535)
             except OSError:
                 continue
+            self.queries += 1
             threading.Thread(target=self._answer, args=(query, client), daemon=True).start()
 
     def _answer(self, query: bytes, client: tuple[str, int]) -> None:

@@ -14,6 +14,7 @@ from django.utils import timezone
 from dns_records.models import CheckEvent, CheckResult, CheckState, CheckStatus, Domain
 from dns_records.results import CheckOutcome
 from dns_records.services import check_history_prune, check_outcomes_store, domains_claim_due
+from mailsec.env import parse_nameserver
 
 pytestmark = pytest.mark.django_db
 
@@ -146,3 +147,38 @@ def test_beat_tick_queues_due_domains_and_the_worker_checks_them(celery_worker, 
     statuses = dict(Domain.objects.values_list("name", "worst_status"))
     assert statuses == {"good.test": "warning", "single.mx.test": "fail", "none.spf.test": "fail"}
     assert queue_due_checks() == 0
+
+
+def test_storing_for_a_domain_deleted_meanwhile_is_skipped(domain):
+    pk = domain.pk
+    Domain.objects.filter(pk=pk).delete()
+    assert check_outcomes_store(domain=domain, outcomes=[CheckOutcome("spf", CheckStatus.OK, "s")],
+                                checked_at=timezone.now()) is False  # fmt: skip
+    assert not CheckResult.objects.filter(domain_id=pk).exists()
+
+
+@pytest.mark.knot
+def test_a_batch_stops_querying_when_its_consumer_gives_up(knot):
+    """A Celery soft time limit arrives in the consuming thread: the pool must not run on."""
+    from dns_records.checks import iter_many
+    from dns_records.resolver import Resolver
+    from tests.servers import SlowDnsRelay
+
+    relay = SlowDnsRelay((knot.address, knot.port))
+    relay.delay = 0.1
+    relay.slow.set()
+    relay.start()
+    try:
+        resolver = Resolver(nameservers=[parse_nameserver(relay.nameserver)], timeout=2)
+        names = [f"d{n}.good.test" for n in range(40)]
+        results = iter_many(names, resolver, report_address=lambda d: "r@x.test", max_workers=4)
+        next(results)
+        results.close()  # what a SoftTimeLimitExceeded raised in the consumer does
+        at_close = relay.queries
+        time.sleep(1.0)  # ten times the relay's delay: any thread still checking would query on
+        after = relay.queries
+    finally:
+        relay.stop()
+    # Only the lookups already in flight at the moment of closing may still arrive.
+    assert after - at_close <= 4
+    assert at_close < 40 * 20, "the whole batch ran before the consumer got its first result"

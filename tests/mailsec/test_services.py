@@ -85,3 +85,21 @@ def test_a_superseded_claimer_cannot_record_an_outcome(run):
     task_run_finish(task_run_id=run.id, result={"late": True}, claimer="someone-else:2")
     run.refresh_from_db()
     assert run.state == TaskState.RUNNING
+
+
+def test_abandoned_runs_are_reaped_as_failed(org):
+    from mailsec.services import task_runs_reap
+
+    now = timezone.now()
+    stuck = TaskRun.objects.create(organisation=org, kind="t", state=TaskState.RUNNING,
+                                   started_at=now - timedelta(hours=3))  # fmt: skip
+    fresh = TaskRun.objects.create(
+        organisation=org, kind="t", state=TaskState.RUNNING, started_at=now
+    )
+    never = TaskRun.objects.create(organisation=org, kind="t")
+    TaskRun.objects.filter(pk=never.pk).update(created_at=now - timedelta(days=2))
+    assert task_runs_reap(now=now) == 2
+    states = {r.pk: (r.state, r.error[:9]) for r in TaskRun.objects.all()}
+    assert states[stuck.pk] == (TaskState.FAILED, "abandoned")
+    assert states[never.pk] == (TaskState.FAILED, "never sta")
+    assert states[fresh.pk] == (TaskState.RUNNING, "")
