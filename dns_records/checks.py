@@ -196,9 +196,10 @@ def check_dmarc(domain: str, resolver: Resolver, report_address: str) -> CheckOu
         except DmarcSyntaxError:
             parsed = None
     if parsed is not None:
-        for report_domain in external_report_domains(domain, parsed):
+        policy_domain = organisational if chosen is lookups.fallback else domain
+        for report_domain in external_report_domains(policy_domain, parsed):
             lookups.authorisations[report_domain] = resolver.lookup(
-                authorisation_name(domain, report_domain), "TXT"
+                authorisation_name(policy_domain, report_domain), "TXT"
             )
     outcome = evaluate_dmarc(lookups)
     if outcome.status in {CheckStatus.FAIL, CheckStatus.WARNING}:

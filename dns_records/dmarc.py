@@ -60,6 +60,12 @@ class DmarcRecord:
     def policy(self) -> str:
         return self.tags["p"]
 
+    def effective_policy(self, *, inherited: bool) -> tuple[str, str]:
+        """(tag, policy) receivers apply: sp= governs subdomains inheriting the record."""
+        if inherited and "sp" in self.tags:
+            return "sp", self.tags["sp"].lower()
+        return "p", self.policy
+
     @property
     def pct(self) -> int:
         return int(self.tags.get("pct", "100"))
@@ -181,11 +187,18 @@ def evaluate_dmarc(lookups: DmarcLookups) -> CheckOutcome:
             CheckName.DMARC, CheckStatus.FAIL, f"DMARC record is invalid: {exc}", details
         )
     details["tags"] = record.tags
-    details["inherited_from"] = name if name != lookups.record_name else None
+    inherited = name != lookups.record_name
+    details["inherited_from"] = name if inherited else None
+    # RFC 7489 7.1: the authorisation is asked for by the domain whose record it is.
+    policy_domain = name.removeprefix("_dmarc.")
+    tag, policy = record.effective_policy(inherited=inherited)
+    details["policy"] = policy
     findings = [Finding(CheckStatus.WARNING, p) for p in record.problems]
-    if record.policy == "none":
+    if policy == "none":
         findings.append(
-            Finding(CheckStatus.WARNING, "p=none only monitors: spoofed mail is still delivered")
+            Finding(
+                CheckStatus.WARNING, f"{tag}=none only monitors: spoofed mail is still delivered"
+            )
         )
     if record.pct < 100:
         findings.append(
@@ -199,9 +212,9 @@ def evaluate_dmarc(lookups: DmarcLookups) -> CheckOutcome:
             Finding(CheckStatus.WARNING, "No rua= address: you receive no aggregate reports")
         )
     authorisations = []
-    for report_domain in external_report_domains(lookups.domain, record):
+    for report_domain in external_report_domains(policy_domain, record):
         lookup = lookups.authorisations.get(report_domain)
-        auth_name = authorisation_name(lookups.domain, report_domain)
+        auth_name = authorisation_name(policy_domain, report_domain)
         if lookup is None or lookup.failed:
             reason = lookup.reason if lookup else "not looked up"
             findings.append(
@@ -217,15 +230,19 @@ def evaluate_dmarc(lookups: DmarcLookups) -> CheckOutcome:
             findings.append(
                 Finding(
                     CheckStatus.WARNING,
-                    f"{report_domain} has not authorised reports for {lookups.domain} ({auth_name})",
+                    f"{report_domain} has not authorised reports for {policy_domain} ({auth_name})",
                 )
             )
             state = "missing"
         authorisations.append({"domain": report_domain, "record_name": auth_name, "state": state})
     details["external_reports"] = authorisations
     pct = f", pct={record.pct}" if record.pct != 100 else ""
+    source = f" (from {name})" if inherited else ""
     return outcome_from_findings(
-        CheckName.DMARC, findings, f"DMARC p={record.policy}{pct} with aggregate reports", details
+        CheckName.DMARC,
+        findings,
+        f"DMARC {tag}={policy}{pct}{source} with aggregate reports",
+        details,
     )
 
 

@@ -211,3 +211,24 @@ def test_redirect_is_ignored_when_the_record_has_all(resolver):
     outcome = check(resolver, "ignoredredirect.spf.test", "spf")
     assert outcome.details["lookups"] == 8
     assert outcome.status == "ok", outcome.summary
+
+
+def test_an_inheriting_subdomain_is_judged_by_sp(resolver):
+    outcome = check(resolver, "mail.weaksub.test", "dmarc")
+    assert outcome.status == "warning"
+    assert "sp=none only monitors" in outcome.summary
+    assert outcome.details["policy"] == "none"
+
+
+def test_inherited_records_report_authorisation_is_asked_of_the_policy_domain(resolver):
+    outcome = check(resolver, "mail.weaksub.test", "dmarc")
+    assert outcome.details["external_reports"] == [
+        {"domain": "reports.test", "record_name": "weaksub.test._report._dmarc.reports.test",
+         "state": "authorised"},
+    ]  # fmt: skip
+
+
+def test_the_organisational_domain_itself_is_judged_by_p(resolver):
+    outcome = check(resolver, "weaksub.test", "dmarc")
+    assert outcome.status == "ok"
+    assert outcome.summary.startswith("DMARC p=reject")
