@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+_INTEGER = re.compile(r"^-?[0-9]+$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -57,10 +60,9 @@ def env_int(
     value = _raw(environ, name)
     if value is None:
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
+    if not _INTEGER.match(value):
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}")
+    number = int(value)
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
     if maximum is not None and number > maximum:
@@ -78,6 +80,8 @@ def env_float(
         number = float(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name} must be a finite number, not {value!r}")
     if number <= minimum:
         raise ImproperlyConfigured(f"{name} must be greater than {minimum}, not {number}")
     return number
@@ -156,9 +160,13 @@ def env_host_port(
     if value is None:
         return default
     host, sep, port_text = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host:
-        raise ImproperlyConfigured(f"{name} must be host:port, not {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        valid = ":" in host
+    else:
+        valid = ":" not in host  # an IPv6 address needs brackets: [::1]:2525
+    if not sep or not host or not valid:
+        raise ImproperlyConfigured(f"{name} must be host:port or [ipv6]:port, not {value!r}")
     try:
         return host, _port(port_text, value)
     except ValueError as exc:
@@ -175,7 +183,8 @@ def env_encryption_keys(name: str, environ: Mapping[str, str] = os.environ) -> d
         if key_id in keys:
             raise ImproperlyConfigured(f"{name} repeats key id {key_id!r}")
         try:
-            raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            standard = encoded.replace("-", "+").replace("_", "/")
+            raw = base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
         except (binascii.Error, ValueError):
             raise ImproperlyConfigured(f"{name}: key {key_id!r} is not base64") from None
         if len(raw) != 32:

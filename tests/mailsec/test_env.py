@@ -116,3 +116,33 @@ def test_database_url_sqlite_relative_and_absolute():
 def test_database_url_refuses_unknown_scheme():
     with pytest.raises(ValueError, match="unsupported"):
         parse_database_url("mysql://x/y", base_dir=Path("/"))
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "0"])
+def test_env_float_refuses_non_finite_and_non_positive(bad):
+    from mailsec.env import env_float
+
+    with pytest.raises(ImproperlyConfigured):
+        env_float("T", 5.0, environ={"T": bad})
+
+
+@pytest.mark.parametrize("bad", ["1_0", "+5", " 1 0", "0x10", "٣"])
+def test_env_int_accepts_plain_digits_only(bad):
+    with pytest.raises(ImproperlyConfigured):
+        env_int("N", 1, environ={"N": bad})
+
+
+@pytest.mark.parametrize("bad", ["::1", "mail.example:25:25", "[mail.example]:25", ":25"])
+def test_host_port_refuses_ambiguous_forms(bad):
+    with pytest.raises(ImproperlyConfigured):
+        env_host_port("L", ("127.0.0.1", 2525), environ={"L": bad})
+
+
+def test_host_port_accepts_bracketed_ipv6():
+    assert env_host_port("L", ("127.0.0.1", 2525), environ={"L": "[::1]:2525"}) == ("::1", 2525)
+
+
+def test_encryption_key_with_stray_characters_is_refused():
+    key = base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
+    with pytest.raises(ImproperlyConfigured, match="not base64"):
+        env_encryption_keys("K", environ={"K": f"k1:{key}*!"})
