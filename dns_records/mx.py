@@ -138,12 +138,17 @@ def evaluate_mx(lookups: MxLookups) -> CheckOutcome:
             )
         )
     elif len(usable) >= 2:
-        address_sets = {tuple(row["addresses"]) for row in usable}
-        shared = set.intersection(*(set(row["addresses"]) for row in usable))
-        if len(address_sets) == 1 or shared:
+        owners: dict[str, list[str]] = {}
+        for row in usable:
+            for address in row["addresses"]:
+                owners.setdefault(address, []).append(row["host"])
+        shared = {a: hosts for a, hosts in owners.items() if len(hosts) > 1}
+        if shared:
+            address, hosts = next(iter(sorted(shared.items())))
             findings.append(
                 Finding(
-                    CheckStatus.WARNING, "The MX hosts share an address: they are not independent"
+                    CheckStatus.WARNING,
+                    f"MX hosts {' and '.join(hosts)} share the address {address}: they are not independent",
                 )
             )
     return outcome_from_findings(

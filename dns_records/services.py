@@ -88,6 +88,12 @@ def domain_check_request(*, domain: Domain, actor: Actor) -> TaskRun:
     from dns_records.tasks import check_domain
 
     _require_write(actor, domain.organisation)
+    from dns_records.selectors import check_pending
+
+    # Asking again while a check is queued or running joins it instead of queuing another.
+    pending = check_pending(domain)
+    if pending is not None:
+        return pending
     run = task_run_create(
         organisation=domain.organisation, kind=CHECK_TASK_KIND, obj=domain, actor=actor
     )

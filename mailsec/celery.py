@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import beat_init, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailsec.settings")
 
@@ -12,3 +13,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailsec.settings")
 app = Celery("mailsec", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+@beat_init.connect
+def _refuse_development_key(**_kwargs: object) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from mailsec.checks import refuse_development_key
+
+    try:
+        refuse_development_key()
+    except ImproperlyConfigured as exc:
+        # Celery logs and swallows exceptions from signal handlers; SystemExit stops the process.
+        raise SystemExit(f"mailsec: {exc}") from None

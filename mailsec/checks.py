@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, register
+from django.core.exceptions import ImproperlyConfigured
 
 
 @register(Tags.security, deploy=False)
@@ -32,3 +33,12 @@ def check_allowed_hosts(app_configs: Any, **kwargs: Any) -> list[Error]:
             )
         ]
     return []
+
+
+def refuse_development_key() -> None:
+    """Stop a production process started with the public key (gunicorn and Celery skip checks)."""
+    if not settings.DEBUG and settings.SECRET_KEY == settings.DEV_SECRET_KEY:
+        raise ImproperlyConfigured(
+            "MAILSEC_SECRET_KEY is not set: refusing to serve with the public development key "
+            "(set it, or MAILSEC_DEBUG=1 for local development)."
+        )

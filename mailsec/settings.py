@@ -176,6 +176,10 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
 if env_bool("MAILSEC_SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Behind the proxy every request comes from its address: throttle logins by the client
+    # address the proxy appends to X-Forwarded-For, not by the proxy's own.
+    AXES_IPWARE_PROXY_COUNT = 1
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 SILENCED_SYSTEM_CHECKS = ["security.W021"]  # HSTS preload is the operator's decision.
 
 REST_FRAMEWORK = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+from mailsec.env import Nameserver
 from mailsec.settings import *  # noqa: F403
 from mailsec.settings import CELERY_BROKER_TRANSPORT_OPTIONS, STORAGES
 
@@ -37,3 +38,8 @@ assert CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] == 3600
 # The live server's request threads end after each request: persistent connections would
 # outlive them and block dropping the test database.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
+# No test may reach the machine's own resolver: without the Knot fixture, lookups go to a
+# loopback port where nothing answers DNS, and come back as errors.
+MAILSEC_DNS_NAMESERVERS = [Nameserver("127.0.0.1", 9)]
+MAILSEC_DNS_TIMEOUT = 1.0

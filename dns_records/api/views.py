@@ -77,7 +77,7 @@ class DomainViewSet(
         domain = services.domain_create(
             organisation=organisation, name=payload.validated_data["name"], actor=request.user
         )
-        created = self.get_queryset().get(pk=domain.pk)
+        created = selectors.domains_visible(request.user).get(pk=domain.pk)
         return Response(DomainSerializer(created).data, status=status.HTTP_201_CREATED)
 
     def _organisation_for_create(self, slug: str | None) -> Organisation:

@@ -152,3 +152,16 @@ def test_cannot_create_in_an_organisation_one_does_not_belong_to(owner_api, othe
     )
     assert response.status_code == 400
     assert not Domain.objects.exists()
+
+
+def test_create_with_list_filters_in_the_query_string_still_answers_201(owner_api):
+    response = owner_api.post(f"{URL}?status=fail&search=zzz", {"name": "new.test"}, format="json")
+    assert response.status_code == 201
+    assert response.json()["name"] == "new.test"
+
+
+def test_check_now_while_one_is_queued_joins_it(owner_api, domain):
+    first = owner_api.post(f"{URL}good.test/check/").json()["task_id"]
+    second = owner_api.post(f"{URL}good.test/check/").json()["task_id"]
+    assert first == second
+    assert TaskRun.objects.filter(object_id=str(domain.pk)).count() == 1

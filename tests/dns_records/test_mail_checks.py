@@ -68,7 +68,8 @@ CASES = [
     ("literal.mx.test", "mx", "fail", "is an IP address"),
     ("null.mx.test", "mx", "ok", "Null MX"),
     ("none.mx.test", "mx", "fail", "No MX records"),
-    ("shared.mx.test", "mx", "warning", "share an address"),
+    ("shared.mx.test", "mx", "warning", "s1.mx.test and s2.mx.test share the address 192.0.2.10"),
+    ("sharedpair.mx.test", "mx", "warning", "s1.mx.test and s2.mx.test share the address"),
     ("refused.mx.test", "mx", "error", "mail.unserved.example"),
     ("missing.good.test", "mx", "fail", "does not exist"),
     # reverse DNS

@@ -81,3 +81,27 @@ def test_debug_is_off_unless_asked_for():
     )
     assert result.stdout.strip().splitlines()[-1] == "False"
     assert settings.SECURE_CSP["script-src"]
+
+
+def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MAILSEC_", "DJANGO_"))}
+    clean.update(env, DJANGO_SETTINGS_MODULE="mailsec.settings")
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+
+
+def test_wsgi_refuses_to_load_with_the_development_key():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "MAILSEC_SECRET_KEY"}
+    result = _run("import mailsec.wsgi", env)
+    assert result.returncode != 0
+    assert "refusing to serve with the public development key" in result.stderr
+    assert _run("import mailsec.wsgi", PRODUCTION_ENV).returncode == 0
+
+
+def test_celery_worker_refuses_to_start_with_the_development_key():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "MAILSEC_SECRET_KEY"}
+    code = "from celery.signals import worker_init; worker_init.send(sender=None)"
+    result = _run("import mailsec; " + code, env)
+    assert result.returncode != 0
+    assert "refusing to serve" in result.stderr
+    assert _run("import mailsec; " + code, PRODUCTION_ENV).returncode == 0
