@@ -144,11 +144,11 @@ def evaluate_mx(lookups: MxLookups) -> CheckOutcome:
                 owners.setdefault(address, []).append(row["host"])
         shared = {a: hosts for a, hosts in owners.items() if len(hosts) > 1}
         if shared:
-            address, hosts = next(iter(sorted(shared.items())))
+            address, sharing = next(iter(sorted(shared.items())))
             findings.append(
                 Finding(
                     CheckStatus.WARNING,
-                    f"MX hosts {' and '.join(hosts)} share the address {address}: they are not independent",
+                    f"MX hosts {' and '.join(sharing)} share the address {address}: they are not independent",
                 )
             )
     return outcome_from_findings(
