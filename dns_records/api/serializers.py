@@ -4,7 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from dns_records.models import CheckState, Domain
+from dns_records.models import CheckEvent, CheckState, Domain
 from mailsec.models import Organisation
 
 
@@ -41,4 +41,13 @@ class CheckResultSerializer(serializers.ModelSerializer[CheckState]):
     class Meta:
         model = CheckState
         fields = ["name", "status", "summary", "details", "checked_at"]
+        read_only_fields = fields
+
+
+class CheckEventSerializer(serializers.ModelSerializer[CheckEvent]):
+    """A change of one check's status."""
+
+    class Meta:
+        model = CheckEvent
+        fields = ["name", "previous_status", "status", "summary", "created_at"]
         read_only_fields = fields

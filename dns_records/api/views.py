@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from dns_records import selectors, services
 from dns_records.api.serializers import (
+    CheckEventSerializer,
     CheckResultSerializer,
     DomainCreateSerializer,
     DomainSerializer,
@@ -110,3 +111,10 @@ class DomainViewSet(
     def checks(self, request: Request, name: str) -> Response:
         results = selectors.current_checks(self.get_object())
         return Response(CheckResultSerializer(results, many=True).data)
+
+    @extend_schema(responses={200: CheckEventSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def events(self, request: Request, name: str) -> Response:
+        """Status changes of the domain's checks, newest first (the last 50)."""
+        events = selectors.check_events(self.get_object())
+        return Response(CheckEventSerializer(events, many=True).data)

@@ -165,3 +165,20 @@ def test_check_now_while_one_is_queued_joins_it(owner_api, domain):
     second = owner_api.post(f"{URL}good.test/check/").json()["task_id"]
     assert first == second
     assert TaskRun.objects.filter(object_id=str(domain.pk)).count() == 1
+
+
+def test_events_list_status_changes_newest_first(owner_api, outsider_api, domain):
+    now = timezone.now()
+    check_outcomes_store(
+        domain=domain, outcomes=[CheckOutcome("mx", CheckStatus.OK, "a")], checked_at=now
+    )
+    later = now + timedelta(minutes=1)
+    check_outcomes_store(
+        domain=domain, outcomes=[CheckOutcome("mx", CheckStatus.FAIL, "b")], checked_at=later
+    )
+    events = owner_api.get(f"{URL}good.test/events/").json()
+    assert [(e["previous_status"], e["status"], e["summary"]) for e in events] == [
+        ("ok", "fail", "b"),
+        ("", "ok", "a"),
+    ]
+    assert outsider_api.get(f"{URL}good.test/events/").status_code == 404
