@@ -119,3 +119,26 @@ def test_schema_needs_authentication_and_is_served_to_users(owner_api):
     response = owner_api.get("/api/v1/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     assert "/api/v1/domains/" in response.content.decode()
+
+
+def test_add_member_creates_the_user_and_gives_the_role(org):
+    from mailsec.models import Membership
+
+    out = io.StringIO()
+    call_command("add_member", "vera", org.slug, "--role", "viewer", stdout=out)
+    assert "shown only this once" in out.getvalue()
+    membership = Membership.objects.get(user__username="vera", organisation=org)
+    assert membership.role == "viewer"
+    call_command("add_member", "vera", org.slug, "--role", "admin", stdout=io.StringIO())
+    membership.refresh_from_db()
+    assert membership.role == "admin"
+    assert AuditLog.objects.filter(action="membership.set", organisation=org).count() == 2
+
+
+def test_add_member_refuses_an_unknown_organisation_unless_asked_to_create_it():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no organisation"):
+        call_command("add_member", "vera", "nowhere")
+    call_command("add_member", "vera", "Blue Team", "--create-organisation", stdout=io.StringIO())
+    assert AuditLog.objects.filter(action="organisation.create").exists()
