@@ -204,7 +204,10 @@ def check_dmarc(domain: str, resolver: Resolver, report_address: str) -> CheckOu
     outcome = evaluate_dmarc(lookups)
     if outcome.status in {CheckStatus.FAIL, CheckStatus.WARNING}:
         outcome.details["suggested_record"] = {
-            "name": name, "type": "TXT", "value": suggest_dmarc(domain, parsed, report_address),
+            "name": name, "type": "TXT",
+            "value": suggest_dmarc(
+                domain, parsed, report_address, inherited=chosen is lookups.fallback
+            ),
         }  # fmt: skip
     return outcome
 

@@ -246,9 +246,18 @@ def evaluate_dmarc(lookups: DmarcLookups) -> CheckOutcome:
     )
 
 
-def suggest_dmarc(domain: str, current: DmarcRecord | None, report_address: str) -> str:
-    """A record to publish: enforcing policy, full coverage, reports to mailsec's ingest address."""
+def suggest_dmarc(
+    domain: str, current: DmarcRecord | None, report_address: str, *, inherited: bool = False
+) -> str:
+    """A record to publish: enforcing policy, full coverage, reports to mailsec's ingest address.
+
+    For a subdomain that inherits its organisation's record, the suggestion is a record of its
+    own, where p= governs: the parent's sp= and np= do not carry over.
+    """
     tags = dict(current.tags) if current else {}
+    if inherited:
+        tags.pop("sp", None)
+        tags.pop("np", None)
     tags["v"] = "DMARC1"
     if tags.get("p") in {None, "none"}:
         tags["p"] = "quarantine"

@@ -233,3 +233,12 @@ def test_the_organisational_domain_itself_is_judged_by_p(resolver):
     outcome = check(resolver, "weaksub.test", "dmarc")
     assert outcome.status == "ok"
     assert outcome.summary.startswith("DMARC p=reject")
+
+
+def test_inheriting_subdomain_is_offered_its_own_enforcing_record(resolver):
+    outcome = check(resolver, "mail.weaksub.test", "dmarc")
+    assert outcome.details["suggested_record"] == {
+        "name": "_dmarc.mail.weaksub.test",
+        "type": "TXT",
+        "value": f"v=DMARC1; p=reject; rua=mailto:r@reports.test,mailto:{REPORTS}",
+    }
