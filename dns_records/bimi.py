@@ -2,57 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dns_records.models import CheckName, CheckStatus
 from dns_records.resolver import Lookup
 from dns_records.results import CheckOutcome
+from dns_records.txt_policy import one_policy_record
 
 
 def evaluate_bimi(domain: str, txt: Lookup) -> CheckOutcome:
-    name = f"default._bimi.{domain}"
-    details: dict[str, Any] = {"record_name": name}
-    if txt.failed:
-        return CheckOutcome(
-            CheckName.BIMI, CheckStatus.ERROR, f"Could not look up {name}: {txt.reason}", details
-        )
-    records = [r for r in txt.records if r.startswith("v=BIMI1")] if txt.ok else []
-    if not records:
-        return CheckOutcome(
-            CheckName.BIMI,
-            CheckStatus.OK,
-            "No BIMI record (optional: shows your logo in some mail clients).",
-            details,
-        )
-    if len(records) > 1:
-        return CheckOutcome(
-            CheckName.BIMI,
-            CheckStatus.FAIL,
-            f"{len(records)} BIMI records: clients ignore them all.",
-            details,
-        )
-    details["record"] = records[0]
-    fields = {}
-    for part in records[0].split(";"):
-        key, _, value = part.strip().partition("=")
-        if key:
-            fields[key.strip().lower()] = value.strip()
-    logo, authority = fields.get("l", ""), fields.get("a", "")
+    found = one_policy_record(
+        CheckName.BIMI, txt, record_name=f"default._bimi.{domain}", version="v=BIMI1",
+        label="BIMI", lower_keys=True,
+        absent=(CheckStatus.OK, "No BIMI record (optional: shows your logo in some mail clients)."),
+    )  # fmt: skip
+    if isinstance(found, CheckOutcome):
+        return found
+    details = found.details
+    logo, authority = found.tags.get("l", ""), found.tags.get("a", "")
     details.update(logo=logo, authority=authority)
-    if logo and not logo.lower().startswith("https://"):
-        return CheckOutcome(
-            CheckName.BIMI,
-            CheckStatus.FAIL,
-            "BIMI l= must be an https:// URL of an SVG logo.",
-            details,
-        )
-    if authority and not authority.lower().startswith("https://"):
-        return CheckOutcome(
-            CheckName.BIMI,
-            CheckStatus.FAIL,
-            "BIMI a= must be an https:// URL of a mark certificate.",
-            details,
-        )
+    for tag, url, what in (("l", logo, "an SVG logo"), ("a", authority, "a mark certificate")):
+        if url and not url.lower().startswith("https://"):
+            return CheckOutcome(
+                CheckName.BIMI,
+                CheckStatus.FAIL,
+                f"BIMI {tag}= must be an https:// URL of {what}.",
+                details,
+            )
     if not logo:
         return CheckOutcome(
             CheckName.BIMI,
