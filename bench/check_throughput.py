@@ -33,13 +33,16 @@ import argparse
 import functools
 import ipaddress
 import json
+import multiprocessing
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -330,6 +333,112 @@ def mailsec_run(
     return elapsed, {d: {o.name: o for o in outcomes} for d, outcomes in results.items()}
 
 
+# One worker node: what `celery worker --pool=prefork` does with beat's batches. The pool's
+# processes are forked from this one after Django is set up, so each starts with what the
+# parent holds: settings, imports, the resolver, the network guard (audit hooks survive fork)
+# and, with --rtt-ms, the simulated round trip.
+_node_state: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class NodeBatch:
+    """What one pool process sends back for one batch."""
+
+    pid: int
+    size: int
+    seconds: float  # wall time of run_many on this batch
+    cpu_seconds: float  # this process's CPU time for the batch
+    messages: int  # DNS queries sent (the guard's count in this process)
+    violations: list[str]
+    results: dict[str, dict[str, CheckOutcome]]
+
+
+@dataclass(frozen=True)
+class NodeRun:
+    """One timed worker-node run, besides its end-to-end time and results."""
+
+    startup_seconds: float  # creating the pool: forking its processes
+    batches: list[NodeBatch]
+
+
+def _node_init(resolver: Resolver, guard: NetworkGuard, threads: int) -> None:
+    _node_state.update(resolver=resolver, guard=guard, threads=threads)
+
+
+def _node_batch(batch: list[str]) -> NodeBatch:
+    """One `check_domains_batch` task, minus the database: run_many on the batch."""
+    guard: NetworkGuard = _node_state["guard"]
+    messages, violations = guard.messages, len(guard.violations)
+    cpu = time.process_time()
+    seconds, results = mailsec_run(batch, _node_state["resolver"], _node_state["threads"])
+    return NodeBatch(
+        pid=os.getpid(),
+        size=len(batch),
+        seconds=seconds,
+        cpu_seconds=time.process_time() - cpu,
+        messages=guard.messages - messages,
+        violations=guard.violations[violations:],
+        results=results,
+    )
+
+
+def mailsec_node_run(
+    domains: Sequence[str],
+    resolver: Resolver,
+    guard: NetworkGuard,
+    *,
+    processes: int,
+    threads: int,
+    batch_size: int,
+) -> tuple[float, tuple[dict[str, dict[str, CheckOutcome]], NodeRun]]:
+    """Check `domains` on a fresh pool of `processes` forked processes, `batch_size` at a time.
+
+    Each process takes the next batch when it is free (chunksize 1), as prefork children take
+    tasks, and runs run_many on it with `threads` threads. The time runs from before the pool
+    is created until every process has exited: start-up and shut-down are included.
+    """
+    # Forking while other threads run can copy a lock some thread holds. The only ones left
+    # are run_many's finished pools winding down; let them go first.
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread():
+            thread.join(timeout=5)
+    batches = [list(domains[i : i + batch_size]) for i in range(0, len(domains), batch_size)]
+    context = multiprocessing.get_context("fork")
+    results: dict[str, dict[str, CheckOutcome]] = {}
+    done: list[NodeBatch] = []
+    start = time.perf_counter()
+    pool = context.Pool(processes, initializer=_node_init, initargs=(resolver, guard, threads))
+    startup = time.perf_counter() - start
+    try:
+        for batch in pool.imap_unordered(_node_batch, batches, chunksize=1):
+            results.update(batch.results)
+            done.append(batch)
+        pool.close()
+        pool.join()
+    finally:
+        pool.terminate()
+    elapsed = time.perf_counter() - start
+    guard.messages += sum(b.messages for b in done)
+    guard.violations.extend(v for b in done for v in b.violations)
+    return elapsed, (results, NodeRun(startup, done))
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a running process (all its threads), from /proc; else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, fields start at state
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process (every thread) and of its exited, reaped children."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def clear_checkdmarc_caches() -> None:
     """Forget every answer checkdmarc keeps between calls (30 minutes by default)."""
     import checkdmarc.dnssec
@@ -513,6 +622,44 @@ def compare(
     return comparison
 
 
+def compare_mailsec(
+    domains: Sequence[FixtureDomain],
+    reference: dict[str, dict[str, CheckOutcome]],
+    other: dict[str, dict[str, CheckOutcome]],
+) -> list[dict[str, str]]:
+    """Where two mailsec runs differ: a domain missing, or any check's status or summary, or
+    the SPF/DMARC verdict (valid, clean) that the comparison with checkdmarc uses."""
+    differences: list[dict[str, str]] = []
+    for fixture in domains:
+        ours, theirs = reference.get(fixture.name), other.get(fixture.name)
+        if ours is None or theirs is None:
+            differences.append(
+                {
+                    "domain": fixture.name,
+                    "variant": fixture.variant,
+                    "check": "*",
+                    "single_process": "present" if ours else "missing",
+                    "worker_node": "present" if theirs else "missing",
+                }
+            )
+            continue
+        for check in sorted(ONLY):
+            a, b = ours[check], theirs[check]
+            if (str(a.status), a.summary) != (str(b.status), b.summary) or (
+                check in {"spf", "dmarc"} and mailsec_verdict(a) != mailsec_verdict(b)
+            ):
+                differences.append(
+                    {
+                        "domain": fixture.name,
+                        "variant": fixture.variant,
+                        "check": check,
+                        "single_process": f"{a.status}: {a.summary}",
+                        "worker_node": f"{b.status}: {b.summary}",
+                    }
+                )
+    return differences
+
+
 def verdict_signature(
     domains: Sequence[FixtureDomain],
     results: dict[str, dict[str, Any]],
@@ -533,6 +680,8 @@ def verdict_signature(
 class Timings:
     runs: list[float] = field(default_factory=list)
     messages: list[int] = field(default_factory=list)  # DNS queries sent, per run
+    cpu: list[float] = field(default_factory=list)  # CPU seconds of the side (and its children)
+    knot_cpu: list[float] = field(default_factory=list)  # knotd's CPU seconds in the same run
 
     @property
     def best(self) -> float:
@@ -564,6 +713,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[1, 4, 16, 32, 64],
         help="mailsec pool sizes to try (1,4,16,32,64)",
     )
+    parser.add_argument(
+        "--node-processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker node: pool processes (os.cpu_count(), as celery worker's default)",
+    )
+    parser.add_argument(
+        "--node-threads",
+        type=int,
+        default=4,
+        help="worker node: run_many threads in each process (4)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="worker node: domains per batch (dns_records.tasks.BATCH_SIZE, 200)",
+    )
     parser.add_argument("--seed", type=int, default=20240611, help="fixture mix seed")
     parser.add_argument(
         "--output", type=Path, default=RESULTS, help="JSON report (var/bench/check_throughput.json)"
@@ -577,6 +744,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.domains < 1 or args.rounds < 1 or args.rtt_ms < 0:
         parser.error("--domains and --rounds must be at least 1, --rtt-ms not negative")
+    if args.node_processes < 1 or args.node_threads < 1 or (args.batch_size or 1) < 1:
+        parser.error("--node-processes, --node-threads and --batch-size must be at least 1")
     if shutil.which("knotd") is None:
         print("check_throughput: knotd is not installed (scripts/install-system-deps)")
         return 2
@@ -585,9 +754,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     django.setup()
     from dns_records.resolver import Resolver
+    from dns_records.tasks import BATCH_SIZE
     from mailsec.env import Nameserver
     from tests.servers import KnotServer
 
+    if args.batch_size is None:
+        args.batch_size = BATCH_SIZE
     guard = NetworkGuard()
     sys.addaudithook(guard)
     # The deprecation of skip_tls, and any others, are not what this measures.
@@ -611,7 +783,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.rtt_ms:
                 simulate_round_trip(args.rtt_ms / 1000)
             guard.enabled = True
-            report = measure(args, fixtures, knot.port, resolver, guard)
+            assert knot.process is not None
+            report = measure(args, fixtures, knot.port, knot.process.pid, resolver, guard)
         finally:
             guard.enabled = False
             knot.stop()
@@ -627,6 +800,7 @@ def measure(
     args: argparse.Namespace,
     fixtures: list[FixtureDomain],
     port: int,
+    knot_pid: int,
     resolver: Resolver,
     guard: NetworkGuard,
 ) -> dict[str, Any]:
@@ -639,22 +813,50 @@ def measure(
     warm = names[: min(count, 24)]
     mailsec_run(warm, resolver, max(args.workers))
     checkdmarc_domains_run(warm, options)
+    node = functools.partial(
+        mailsec_node_run,
+        resolver=resolver,
+        guard=guard,
+        processes=args.node_processes,
+        threads=args.node_threads,
+        batch_size=args.batch_size,
+    )
+    node(warm)
 
     mailsec_times = {w: Timings() for w in args.workers}
     domains_times, functions_times, plain_times = Timings(), Timings(), Timings()
     mailsec_results: dict[int, dict[str, dict[str, CheckOutcome]]] = {}
+    node_times = Timings()
+    node_runs: list[tuple[dict[str, dict[str, CheckOutcome]], NodeRun]] = []
     domains_results: dict[str, dict[str, Any]] = {}
     functions_results: dict[str, dict[str, Any]] = {}
     signatures: dict[str, set[tuple[tuple[str, str, str], ...]]] = defaultdict(set)
     mailsec_errors: Counter[str] = Counter()
 
     def timed[R](timings: Timings, label: str, run: Callable[[], tuple[float, R]]) -> R:
-        before = guard.messages
+        before, cpu, knot_cpu = guard.messages, own_cpu_seconds(), process_cpu_seconds(knot_pid)
         seconds, results = run()
+        knot_after = process_cpu_seconds(knot_pid)
         timings.runs.append(seconds)
         timings.messages.append(guard.messages - before)
-        print(f"  {label}: {seconds:.2f} s, {timings.messages[-1] / count:.1f} DNS queries/domain")
+        timings.cpu.append(own_cpu_seconds() - cpu)
+        if knot_cpu is not None and knot_after is not None:
+            timings.knot_cpu.append(knot_after - knot_cpu)
+        knot = f", knotd {timings.knot_cpu[-1]:.2f} s" if timings.knot_cpu else ""
+        print(
+            f"  {label}: {seconds:.2f} s, {timings.messages[-1] / count:.1f} DNS queries/domain,"
+            f" CPU {timings.cpu[-1]:.2f} s{knot}"
+        )
         return results
+
+    def note_mailsec(results: dict[str, dict[str, CheckOutcome]]) -> None:
+        signatures["mailsec"].add(tuple(verdict_signature(fixtures, results, mailsec_verdict)))
+        mailsec_errors.update(
+            f"{check}: {outcome.summary}"
+            for outcomes in results.values()
+            for check, outcome in outcomes.items()
+            if str(outcome.status) == "error"
+        )
 
     def run_mailsec() -> None:
         for workers in args.workers:
@@ -664,13 +866,19 @@ def measure(
                 functools.partial(mailsec_run, names, resolver, workers),
             )
             mailsec_results[workers] = results
-            signatures["mailsec"].add(tuple(verdict_signature(fixtures, results, mailsec_verdict)))
-            mailsec_errors.update(
-                f"{check}: {outcome.summary}"
-                for outcomes in results.values()
-                for check, outcome in outcomes.items()
-                if str(outcome.status) == "error"
-            )
+            note_mailsec(results)
+        results, run = timed(
+            node_times,
+            f"mailsec worker node, {args.node_processes} processes x {args.node_threads} threads,"
+            f" batches of {args.batch_size}",
+            functools.partial(node, names),
+        )
+        node_runs.append((results, run))
+        note_mailsec(results)
+        print(
+            f"    pool start-up {run.startup_seconds:.3f} s; batches:"
+            f" {', '.join(f'{b.seconds:.2f} s' for b in run.batches)}"
+        )
 
     def run_checkdmarc() -> None:
         nonlocal domains_results, functions_results
@@ -706,10 +914,16 @@ def measure(
     ours = mailsec_times[chosen]
     comparison = compare(fixtures, mailsec_results[chosen], domains_results)
     functions_comparison = compare(fixtures, mailsec_results[chosen], functions_results)
+    node_differences = [
+        {"run": n + 1, **row}
+        for n, (results, _run) in enumerate(node_runs)
+        for row in compare_mailsec(fixtures, mailsec_results[chosen], results)
+    ]
     stable = {side: len(found) == 1 for side, found in signatures.items()}
     passed = (
         not comparison.unexpected
         and not functions_comparison.unexpected
+        and not node_differences
         and not guard.violations
         and not mailsec_errors
         and all(stable.values())
@@ -723,6 +937,19 @@ def measure(
             "best_domains_per_second": round(_rate(count, times.best), 1),
             "median_domains_per_second": round(_rate(count, times.median), 1),
             "dns_queries_per_domain": round(statistics.median(times.messages) / count, 1),
+            "median_cpu_seconds": round(statistics.median(times.cpu), 2),
+            "median_knotd_cpu_seconds": (
+                round(statistics.median(times.knot_cpu), 2) if times.knot_cpu else None
+            ),
+        }
+
+    startups = [run.startup_seconds for _results, run in node_runs]
+    node_bare = Timings(runs=[t - s for t, s in zip(node_times.runs, startups, strict=True)])
+
+    def ratios(theirs: Timings, mine: Timings) -> dict[str, float]:
+        return {
+            "best": round(theirs.best / mine.best, 2),
+            "median": round(theirs.median / mine.median, 2),
         }
 
     by_variant: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
@@ -746,22 +973,59 @@ def measure(
         "rounds": args.rounds,
         "seed": args.seed,
         "simulated_rtt_ms": args.rtt_ms,
+        "checkdmarc_mode": "sequential, one domain after the other, in one process",
         "mailsec": {
+            "mode": "single process: run_many on the whole list, on a thread pool",
             "checks": sorted(ONLY),
             "chosen_workers": chosen,
             "by_workers": {str(w): side(t) for w, t in mailsec_times.items()},
             **side(ours),
         },
+        "mailsec_worker_node": {
+            "mode": (
+                "one worker node: a pool of processes forked after Django set-up, each taking"
+                " the next batch and running run_many on it; times include pool start-up"
+                " and shut-down"
+            ),
+            "start_method": "fork",
+            "processes": args.node_processes,
+            "threads_per_process": args.node_threads,
+            "batch_size": args.batch_size,
+            "batches": -(-count // args.batch_size),
+            **side(node_times),
+            "startup_seconds": [round(s, 4) for s in startups],
+            "without_startup": {
+                "best_seconds": round(node_bare.best, 3),
+                "median_seconds": round(node_bare.median, 3),
+            },
+            "batches_by_run": [
+                [
+                    {
+                        "pid": b.pid,
+                        "domains": b.size,
+                        "seconds": round(b.seconds, 3),
+                        "cpu_seconds": round(b.cpu_seconds, 3),
+                    }
+                    for b in run.batches
+                ]
+                for _results, run in node_runs
+            ],
+        },
         "checkdmarc_check_domains": side(domains_times),
         "checkdmarc_spf_dmarc_mx": side(functions_times),
         "checkdmarc_check_domains_nameservers_only": side(plain_times),
-        "ratio_vs_check_domains": {
-            "best": round(domains_times.best / ours.best, 2),
-            "median": round(domains_times.median / ours.median, 2),
-        },
-        "ratio_vs_spf_dmarc_mx": {
-            "best": round(functions_times.best / ours.best, 2),
-            "median": round(functions_times.median / ours.median, 2),
+        # checkdmarc's time over mailsec's, single process (mailsec's fastest pool size).
+        "ratio_vs_check_domains": ratios(domains_times, ours),
+        "ratio_vs_spf_dmarc_mx": ratios(functions_times, ours),
+        # checkdmarc's time (still one process) over the worker node's, start-up included.
+        "ratio_worker_node_vs_check_domains": ratios(domains_times, node_times),
+        "ratio_worker_node_vs_spf_dmarc_mx": ratios(functions_times, node_times),
+        "ratio_worker_node_without_startup_vs_check_domains": ratios(domains_times, node_bare),
+        "worker_node_vs_single_process": {
+            "runs_compared": len(node_runs),
+            "single_process_workers": chosen,
+            "agree": not node_differences,
+            "differences": node_differences[:50],
         },
         "agreement": {
             key: {"agree": comparison.agree[key], "total": total}
@@ -796,26 +1060,47 @@ def _labels(counts: dict[str, int]) -> str:
 
 def print_report(report: dict[str, Any]) -> None:
     count = report["domains"]
-    ms = report["mailsec"]
+    ms, node = report["mailsec"], report["mailsec_worker_node"]
+    node_label = f"mailsec node ({node['processes']} procs x {node['threads_per_process']} thr)"
     rows = [
-        (f"mailsec ({ms['chosen_workers']} workers)", ms),
-        ("checkdmarc.check_domains", report["checkdmarc_check_domains"]),
+        (f"mailsec 1 process ({ms['chosen_workers']} threads)", ms),
+        (node_label, node),
+        ("checkdmarc.check_domains (1 process)", report["checkdmarc_check_domains"]),
         ("checkdmarc SPF+DMARC+MX functions", report["checkdmarc_spf_dmarc_mx"]),
         ("check_domains, nameservers= only", report["checkdmarc_check_domains_nameservers_only"]),
     ]
     rtt = f", {report['simulated_rtt_ms']:g} ms simulated RTT" if report["simulated_rtt_ms"] else ""
     print(f"\n{count} domains, {report['cpu_count']} cores, {report['rounds']} rounds{rtt}")
-    print(f"{'side':<36} {'best s':>8} {'dom/s':>8} {'median s':>9} {'dom/s':>8}")
+    print(
+        f"{'side':<38} {'best s':>7} {'dom/s':>7} {'median s':>8} {'dom/s':>7}"
+        f" {'CPU s':>6} {'knotd CPU s':>11}"
+    )
     for label, data in rows:
+        knot = data["median_knotd_cpu_seconds"]
         print(
-            f"{label:<36} {data['best_seconds']:>8.2f} {data['best_domains_per_second']:>8.1f}"
-            f" {data['median_seconds']:>9.2f} {data['median_domains_per_second']:>8.1f}"
+            f"{label:<38} {data['best_seconds']:>7.2f} {data['best_domains_per_second']:>7.1f}"
+            f" {data['median_seconds']:>8.2f} {data['median_domains_per_second']:>7.1f}"
+            f" {data['median_cpu_seconds']:>6.2f} {'-' if knot is None else f'{knot:.2f}':>11}"
         )
     for workers, data in ms["by_workers"].items():
-        print(f"  mailsec {workers:>3} workers: best {data['best_seconds']:.2f} s")
-    r1, r2 = report["ratio_vs_check_domains"], report["ratio_vs_spf_dmarc_mx"]
-    print(f"ratio vs check_domains:        {r1['best']:.1f}x best, {r1['median']:.1f}x median")
-    print(f"ratio vs SPF+DMARC+MX funcs:   {r2['best']:.1f}x best, {r2['median']:.1f}x median")
+        print(f"  mailsec 1 process, {workers:>3} threads: best {data['best_seconds']:.2f} s")
+    bare = node["without_startup"]
+    print(
+        f"  worker node: pool start-up {max(node['startup_seconds']):.3f} s at most;"
+        f" without it best {bare['best_seconds']:.2f} s, median {bare['median_seconds']:.2f} s;"
+        f" {node['batches']} batches of {node['batch_size']}"
+    )
+    ratios = [
+        ("1 process", "vs check_domains", report["ratio_vs_check_domains"]),
+        ("1 process", "vs SPF+DMARC+MX funcs", report["ratio_vs_spf_dmarc_mx"]),
+        (f"node, {node['processes']} procs", "vs check_domains", report["ratio_worker_node_vs_check_domains"]),
+        (f"node, {node['processes']} procs", "vs SPF+DMARC+MX funcs", report["ratio_worker_node_vs_spf_dmarc_mx"]),
+    ]  # fmt: skip
+    print("ratio, checkdmarc time (always 1 process) / mailsec time:")
+    for mode, against, r in ratios:
+        print(
+            f"  mailsec {mode:<15} {against:<24} {r['best']:.1f}x best, {r['median']:.1f}x median"
+        )
     print("\nSPF and DMARC verdicts by variant (mailsec | checkdmarc.check_domains):")
     print(f"{'variant':<22} {'n':>4}  {'SPF':<36} DMARC")
     for variant, data in report["verdicts_by_variant"].items():
@@ -830,6 +1115,16 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  {key:<12} {data['agree']:>5} / {data['total']}")
     for key, data in report["expected_differences"].items():
         print(f"  expected: {key}: {data['count']} domains ({data['why']})")
+    same = report["worker_node_vs_single_process"]
+    print(
+        f"worker node vs single process ({same['runs_compared']} runs):"
+        f" {'identical outcomes' if same['agree'] else 'DIFFERENT'}"
+    )
+    for row in same["differences"][:10]:
+        print(
+            f"  DIFFERENT run {row['run']} {row['domain']} {row['check']}:"
+            f" {row['single_process'][:90]} / {row['worker_node'][:90]}"
+        )
     unexpected = report["unexpected_differences"] + report["unexpected_differences_spf_dmarc_mx"]
     for row in unexpected[:20]:
         print(
