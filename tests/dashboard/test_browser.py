@@ -93,3 +93,46 @@ def test_add_domain_and_see_its_checks_without_reload(
         ), name
     page.screenshot(path=str(tmp_path / "domain.png"), full_page=True)
     assert problems == [], problems
+
+
+def test_search_filter_check_now_and_delete_in_the_browser(
+    browser_page, live_server, celery_worker, owner, org
+):
+    from playwright.sync_api import expect
+
+    from dns_records.services import domain_create
+
+    page, problems = browser_page
+    for name in ("good.test", "none.spf.test", "single.mx.test"):
+        domain_create(organisation=org, name=name, actor=owner)
+    page.goto(f"{live_server.url}/login/")
+    page.fill("input[name=username]", owner.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    rows = page.locator("#domain-table tbody tr")
+    # Wait for every first check to land, then narrow the list without a reload.
+    expect(page.locator("[data-status=pending]")).to_have_count(0, timeout=30_000)
+    page.evaluate("window.mailsecMarker = 'same-page'")
+    page.select_option("#domain-status", "fail")
+    expect(rows).to_have_count(2)
+    page.fill("#domain-search", "spf")
+    expect(rows).to_have_count(1)
+    assert "none.spf.test" in rows.first.inner_text()
+    assert "status=fail" in page.url
+    assert "q=spf" in page.url
+    assert page.evaluate("window.mailsecMarker") == "same-page", "filtering reloaded the page"
+
+    # Check now from the domain page: the badge goes pending, then the result returns.
+    page.click("text=none.spf.test")
+    page.click("#check-results button:has-text('Check now')")
+    page.locator("#check-spf [data-status=fail]").wait_for(timeout=30_000)
+    assert "publish" in page.inner_text("#check-spf").lower()
+
+    # Delete, confirming the dialog; the row disappears and the domain is gone.
+    page.goto(f"{live_server.url}/domains/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#domain-table tbody tr", has_text="single.mx.test").locator("button").click()
+    expect(page.locator("#domain-table")).not_to_contain_text("single.mx.test")
+    assert not Domain.objects.filter(name="single.mx.test").exists()
+    assert problems == [], problems
