@@ -20,9 +20,16 @@ from dns_records import selectors as domain_selectors
 from dns_records import services as domain_services
 from dns_records.models import Domain
 from mailsec.api.errors import api_not_found
-from mailsec.models import ApiToken, TokenScope
-from mailsec.selectors import audit_log_visible, can_write, organisations_writable
+from mailsec.models import ApiToken, Membership, Role, TokenScope
+from mailsec.selectors import (
+    audit_log_visible,
+    can_write,
+    organisations_visible,
+    organisations_writable,
+)
 from mailsec.services import api_token_create, api_token_revoke
+from mailsec.services import member_add as services_member_add
+from mailsec.services import member_remove as services_member_remove
 
 PAGE_SIZE = 25
 
@@ -188,6 +195,64 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
         "dashboard/partials/token_panel.html",
         {"tokens": tokens, "new_key": None, "error": "", "now": timezone.now()},
     )
+
+
+def _organisations_context(request: HttpRequest, **extra: object) -> dict[str, object]:
+    memberships = (
+        Membership.objects.filter(user=request.user)  # type: ignore[misc]
+        .select_related("organisation")
+        .order_by("organisation__name")
+    )
+    organisations = []
+    for own in memberships:
+        members = own.organisation.memberships.select_related("user").order_by("user__username")
+        organisations.append(
+            {"membership": own, "organisation": own.organisation, "members": members}
+        )
+    return {"organisations": organisations, "roles": Role.choices, **extra}
+
+
+@require_GET
+def organisation_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/organisations.html", _organisations_context(request))
+
+
+def _member_panel(request: HttpRequest, **extra: object) -> HttpResponse:
+    template = "dashboard/partials/organisations.html"
+    return render(request, template, _organisations_context(request, **extra))
+
+
+@require_POST
+def member_add(request: HttpRequest, slug: str) -> HttpResponse:
+    organisation = get_object_or_404(organisations_visible(request.user), slug=slug)
+    role = request.POST.get("role", Role.VIEWER)
+    if role not in Role.values:
+        return _member_panel(request, error="Choose a role.", error_org=slug)
+    try:
+        membership, password = services_member_add(
+            organisation=organisation,
+            username=request.POST.get("username", ""),
+            role=Role(role),
+            actor=request.user,
+        )
+    except ValidationError as exc:
+        return _member_panel(request, error=" ".join(exc.messages), error_org=slug)
+    return _member_panel(
+        request, new_user=membership.user if password else None, new_password=password
+    )
+
+
+@require_POST
+def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    membership = get_object_or_404(
+        Membership.objects.filter(organisation__in=organisations_visible(request.user)), pk=pk
+    )
+    slug = membership.organisation.slug
+    try:
+        services_member_remove(membership=membership, actor=request.user)
+    except ValidationError as exc:
+        return _member_panel(request, error=" ".join(exc.messages), error_org=slug)
+    return _member_panel(request)
 
 
 @login_not_required

@@ -15,6 +15,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -100,6 +101,60 @@ def membership_set(
         after={"user": user.get_username(), "role": str(role)},
     )
     return membership
+
+
+def _require_owner(actor: Actor, organisation: Organisation) -> None:
+    if (
+        not isinstance(actor, User)
+        or not Membership.objects.filter(
+            organisation=organisation, user=actor, role=Role.OWNER
+        ).exists()
+    ):
+        raise PermissionDenied("Only an owner of this organisation can manage its members.")
+
+
+def _keeps_an_owner(membership: Membership) -> None:
+    others = Membership.objects.filter(organisation=membership.organisation, role=Role.OWNER)
+    if membership.role == Role.OWNER and not others.exclude(pk=membership.pk).exists():
+        raise ValidationError("An organisation needs at least one owner.")
+
+
+@transaction.atomic
+def member_add(
+    *, organisation: Organisation, username: str, role: Role, actor: Actor
+) -> tuple[Membership, str | None]:
+    """Give a user a role, creating the account if needed; returns its one-time password then."""
+    _require_owner(actor, organisation)
+    username = username.strip()
+    if not username or len(username) > 150:
+        raise ValidationError("Enter a username of at most 150 characters.")
+    user = User.objects.filter(username=username).first()
+    password = None
+    if user is None:
+        password = secrets.token_urlsafe(12)
+        user = User.objects.create_user(username=username, password=password)
+        audit_record(
+            actor=actor, action="user.create", obj=user, organisation=organisation,
+            after={"username": username},
+        )  # fmt: skip
+    existing = Membership.objects.filter(organisation=organisation, user=user).first()
+    if existing is not None and role != Role.OWNER:
+        _keeps_an_owner(existing)  # demoting the last owner would leave nobody in charge
+    return membership_set(organisation=organisation, user=user, role=role, actor=actor), password
+
+
+@transaction.atomic
+def member_remove(*, membership: Membership, actor: Actor) -> None:
+    _require_owner(actor, membership.organisation)
+    _keeps_an_owner(membership)
+    audit_record(
+        actor=actor,
+        action="membership.remove",
+        obj=membership,
+        organisation=membership.organisation,
+        before={"user": membership.user.get_username(), "role": membership.role},
+    )
+    membership.delete()
 
 
 def api_token_hash(key: str) -> str:

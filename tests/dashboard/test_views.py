@@ -203,3 +203,70 @@ def test_a_check_no_worker_took_stops_showing_as_running(owner, domain):
     row = client.get(f"/domains/{domain.pk}/row/").content.decode()
     assert "every 2s" not in row
     assert "not checked" in row
+
+
+def test_owner_adds_a_new_member_who_gets_a_one_time_password(owner, org):
+    from django.contrib.auth.models import User
+
+    from mailsec.models import AuditLog, Membership
+
+    response = login(owner).post(f"/organisations/{org.slug}/members/", {"username": "nina", "role": "admin"},
+                                 HTTP_HX_REQUEST="true")  # fmt: skip
+    body = response.content.decode()
+    assert "Account nina created" in body
+    password = body.split('id="new-user-password">')[1].split("<")[0]
+    assert User.objects.get(username="nina").check_password(password)
+    assert Membership.objects.get(user__username="nina", organisation=org).role == "admin"
+    assert AuditLog.objects.filter(action="user.create").exists()
+
+
+def test_owner_changes_a_role_and_removes_a_member(owner, viewer, org):
+    from mailsec.models import Membership
+
+    client = login(owner)
+    client.post(
+        f"/organisations/{org.slug}/members/", {"username": viewer.username, "role": "admin"}
+    )
+    membership = Membership.objects.get(user=viewer, organisation=org)
+    assert membership.role == "admin"
+    client.post(f"/memberships/{membership.pk}/remove/")
+    assert not Membership.objects.filter(user=viewer, organisation=org).exists()
+
+
+def test_the_last_owner_can_be_neither_removed_nor_demoted(owner, org):
+    from mailsec.models import Membership
+
+    client = login(owner)
+    own = Membership.objects.get(user=owner, organisation=org)
+    assert "at least one owner" in client.post(f"/memberships/{own.pk}/remove/").content.decode()
+    body = client.post(
+        f"/organisations/{org.slug}/members/", {"username": owner.username, "role": "viewer"}
+    )
+    assert "at least one owner" in body.content.decode()
+    own.refresh_from_db()
+    assert own.role == "owner"
+
+
+def test_only_owners_manage_members(viewer, org, owner):
+    from mailsec.models import Membership
+
+    client = login(viewer)
+    assert (
+        client.post(
+            f"/organisations/{org.slug}/members/", {"username": "x", "role": "owner"}
+        ).status_code
+        == 403
+    )
+    own = Membership.objects.get(user=owner, organisation=org)
+    assert client.post(f"/memberships/{own.pk}/remove/").status_code == 403
+    assert "Remove" not in client.get("/organisations/").content.decode()
+
+
+def test_outsider_cannot_touch_another_organisations_members(outsider, owner, org):
+    from mailsec.models import Membership
+
+    client = login(outsider)
+    assert client.post(f"/organisations/{org.slug}/members/", {"username": "x"}).status_code == 404
+    own = Membership.objects.get(user=owner, organisation=org)
+    assert client.post(f"/memberships/{own.pk}/remove/").status_code == 404
+    assert org.name not in client.get("/organisations/").content.decode()
