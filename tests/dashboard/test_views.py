@@ -270,3 +270,12 @@ def test_outsider_cannot_touch_another_organisations_members(outsider, owner, or
     own = Membership.objects.get(user=owner, organisation=org)
     assert client.post(f"/memberships/{own.pk}/remove/").status_code == 404
     assert org.name not in client.get("/organisations/").content.decode()
+
+
+def test_a_user_changes_their_password(owner):
+    client = login(owner)
+    response = client.post("/password/", {"old_password": PASSWORD, "new_password1": "a much better passphrase 42",
+                                          "new_password2": "a much better passphrase 42"})  # fmt: skip
+    assert response.status_code == 302
+    owner.refresh_from_db()
+    assert owner.check_password("a much better passphrase 42")
