@@ -274,6 +274,7 @@ def test_outsider_cannot_touch_another_organisations_members(outsider, owner, or
 
 def test_a_user_changes_their_password(owner):
     client = login(owner)
+    assert "Change your password" in client.get("/password/").content.decode()
     response = client.post("/password/", {"old_password": PASSWORD, "new_password1": "a much better passphrase 42",
                                           "new_password2": "a much better passphrase 42"})  # fmt: skip
     assert response.status_code == 302
