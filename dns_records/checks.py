@@ -41,6 +41,7 @@ from dns_records.spf import (
     term_target,
 )
 from dns_records.spf_eval import evaluate_spf
+from dns_records.web import fetch_https
 
 ALL_CHECKS = [
     CheckName.DELEGATION,
@@ -212,6 +213,28 @@ def check_dmarc(domain: str, resolver: Resolver, report_address: str) -> CheckOu
     return outcome
 
 
+POLICY_FETCH_TIMEOUT = 10.0
+
+
+def check_mta_sts(domain: str, resolver: Resolver, mx: MxLookups, stamp: str) -> CheckOutcome:
+    """The record, the policy host, and the policy itself, fetched over verified HTTPS."""
+    txt = resolver.lookup(f"_mta-sts.{domain}", "TXT")
+    host = f"mta-sts.{domain}"
+    host_lookups = list(resolver.addresses(host))
+    policy = None
+    if txt.ok and any(r.startswith("v=STSv1") for r in txt.records):
+        addresses = host_addresses(host_lookups)
+        if addresses:
+            policy = fetch_https(
+                host, "/.well-known/mta-sts.txt", addresses, timeout=POLICY_FETCH_TIMEOUT
+            )
+    mx_hosts = [h.host for h in parse_mx(mx.mx.records) if h.host != "."] if mx.mx.ok else []
+    return evaluate_mta_sts(
+        domain, txt, host_lookups, suggestion=f"v=STSv1; id={stamp}",
+        policy=policy, mx_hosts=mx_hosts,
+    )  # fmt: skip
+
+
 def check_rdns(mx: MxLookups, mx_outcome: CheckOutcome, resolver: Resolver) -> CheckOutcome:
     lookups = ReverseLookups(
         addresses=_mx_addresses(mx),
@@ -242,7 +265,7 @@ def run_domain_checks(
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M")
     mx: MxLookups | None = None
     mx_outcome: CheckOutcome | None = None
-    if wanted & {CheckName.MX, CheckName.RDNS, CheckName.SPF}:
+    if wanted & {CheckName.MX, CheckName.RDNS, CheckName.SPF, CheckName.MTA_STS}:
         mx = _mx_lookups(domain, cached)
         mx_outcome = evaluate_mx(mx)
     runners: dict[str, Callable[[], CheckOutcome]] = {
@@ -251,10 +274,7 @@ def run_domain_checks(
         CheckName.DMARC: lambda: check_dmarc(domain, cached, report_address),
         CheckName.MX: lambda: _need(mx_outcome),
         CheckName.RDNS: lambda: check_rdns(_need(mx), _need(mx_outcome), cached),
-        CheckName.MTA_STS: lambda: evaluate_mta_sts(
-            domain, cached.lookup(f"_mta-sts.{domain}", "TXT"),
-            list(cached.addresses(f"mta-sts.{domain}")), suggestion=f"v=STSv1; id={stamp}",
-        ),
+        CheckName.MTA_STS: lambda: check_mta_sts(domain, cached, _need(mx), stamp),
         CheckName.TLS_RPT: lambda: evaluate_tls_rpt(
             domain, cached.lookup(f"_smtp._tls.{domain}", "TXT"),
             suggestion=f"v=TLSRPTv1; rua=mailto:{report_address}",

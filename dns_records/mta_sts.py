@@ -3,18 +3,77 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from dns_records.models import CheckName, CheckStatus
 from dns_records.resolver import Lookup
 from dns_records.results import CheckOutcome
 from dns_records.txt_policy import one_policy_record
 
+if TYPE_CHECKING:
+    from dns_records.web import Fetch
+
 _STS_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _TLSRPT_URI = re.compile(r"^(mailto:[^@\s]+@[^\s,!]+|https://[^\s,]+)$", re.IGNORECASE)
 
 
+MODES = {"enforce", "testing", "none"}
+MAX_AGE_LIMIT = 31557600  # RFC 8461 3.2: at most a year
+SHORT_MAX_AGE = 86400
+
+
+class MtaStsPolicyError(ValueError):
+    """The policy file breaks RFC 8461 3.2: senders treat the domain as having no policy."""
+
+
+@dataclass(frozen=True)
+class MtaStsPolicy:
+    mode: str
+    mx: tuple[str, ...]
+    max_age: int
+
+
+def parse_policy(text: str) -> MtaStsPolicy:
+    fields: dict[str, list[str]] = {}
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            raise MtaStsPolicyError(f"line {line.strip()!r} is not key: value")
+        fields.setdefault(key.strip(), []).append(value.strip())
+    if fields.get("version") != ["STSv1"]:
+        raise MtaStsPolicyError("the policy must start with version: STSv1")
+    mode = (fields.get("mode") or [""])[0]
+    if mode not in MODES:
+        raise MtaStsPolicyError(f"mode {mode!r} is not enforce, testing or none")
+    max_age_text = (fields.get("max_age") or [""])[0]
+    if not max_age_text.isdigit() or int(max_age_text) > MAX_AGE_LIMIT:
+        raise MtaStsPolicyError(f"max_age {max_age_text!r} is not 0 to {MAX_AGE_LIMIT} seconds")
+    mx = tuple(p.lower().rstrip(".") for p in fields.get("mx", []))
+    if mode != "none" and not mx:
+        raise MtaStsPolicyError("an enforce or testing policy must list mx: patterns")
+    return MtaStsPolicy(mode, mx, int(max_age_text))
+
+
+def mx_matches(pattern: str, host: str) -> bool:
+    """RFC 8461 4.1: `*.example.net` matches exactly one extra leftmost label."""
+    host = host.lower().rstrip(".")
+    if pattern.startswith("*."):
+        label, _, rest = host.partition(".")
+        return bool(label) and rest == pattern[2:]
+    return host == pattern
+
+
 def evaluate_mta_sts(
-    domain: str, txt: Lookup, policy_host: list[Lookup], suggestion: str
+    domain: str,
+    txt: Lookup,
+    policy_host: list[Lookup],
+    suggestion: str,
+    *,
+    policy: Fetch | None = None,
+    mx_hosts: list[str] | None = None,
 ) -> CheckOutcome:
     found = one_policy_record(
         CheckName.MTA_STS, txt, record_name=f"_mta-sts.{domain}", version="v=STSv1",
@@ -24,27 +83,77 @@ def evaluate_mta_sts(
     if isinstance(found, CheckOutcome):
         return found
     details = found.details
+
+    def outcome(status: CheckStatus, summary: str) -> CheckOutcome:
+        return CheckOutcome(CheckName.MTA_STS, status, summary, details)
+
     if found.tags.get("v") != "STSv1" or not _STS_ID.match(found.tags.get("id", "")):
-        return CheckOutcome(
-            CheckName.MTA_STS, CheckStatus.FAIL,
-            "MTA-STS record needs v=STSv1 and an id of 1 to 32 letters or digits.", details,
-        )  # fmt: skip
+        return outcome(
+            CheckStatus.FAIL, "MTA-STS record needs v=STSv1 and an id of 1 to 32 letters or digits."
+        )
     host = f"mta-sts.{domain}"
     details["policy_url"] = f"https://{host}/.well-known/mta-sts.txt"
     if any(lk.failed for lk in policy_host) and not any(lk.ok for lk in policy_host):
-        return CheckOutcome(
-            CheckName.MTA_STS, CheckStatus.ERROR,
-            f"Could not resolve {host}: {policy_host[0].reason}", details,
-        )  # fmt: skip
+        return outcome(CheckStatus.ERROR, f"Could not resolve {host}: {policy_host[0].reason}")
     if not any(lk.ok for lk in policy_host):
-        return CheckOutcome(
-            CheckName.MTA_STS, CheckStatus.FAIL,
-            f"{host}, which must serve the policy, has no address.", details,
-        )  # fmt: skip
-    return CheckOutcome(
-        CheckName.MTA_STS, CheckStatus.OK,
-        f"MTA-STS record id={found.tags['id']}; policy host {host} resolves.", details,
-    )  # fmt: skip
+        return outcome(CheckStatus.FAIL, f"{host}, which must serve the policy, has no address.")
+    if policy is None:
+        return outcome(
+            CheckStatus.OK, f"MTA-STS record id={found.tags['id']}; policy host {host} resolves."
+        )
+    return _judge_policy(policy, mx_hosts or [], found.tags["id"], details)
+
+
+def _judge_policy(
+    policy: Fetch, mx_hosts: list[str], policy_id: str, details: dict[str, Any]
+) -> CheckOutcome:
+    def outcome(status: CheckStatus, summary: str) -> CheckOutcome:
+        return CheckOutcome(CheckName.MTA_STS, status, summary, details)
+
+    if policy.error:
+        return outcome(CheckStatus.ERROR, f"Could not fetch the MTA-STS policy: {policy.error}")
+    if policy.fault:
+        return outcome(CheckStatus.FAIL, f"The MTA-STS policy cannot be used: {policy.fault}")
+    if policy.status != 200:
+        return outcome(
+            CheckStatus.FAIL, f"{policy.url} answered HTTP {policy.status}, not the policy."
+        )
+    details["policy"] = policy.body[:2000]
+    if not policy.content_type.lower().startswith("text/plain"):
+        return outcome(
+            CheckStatus.FAIL,
+            f"The policy is served as {policy.content_type or 'no type'}; senders need text/plain.",
+        )
+    try:
+        parsed = parse_policy(policy.body)
+    except MtaStsPolicyError as exc:
+        return outcome(CheckStatus.FAIL, f"The MTA-STS policy is invalid: {exc}")
+    details.update(mode=parsed.mode, mx_patterns=list(parsed.mx), max_age=parsed.max_age)
+    unmatched = [h for h in mx_hosts if not any(mx_matches(p, h) for p in parsed.mx)]
+    if parsed.mode != "none" and unmatched:
+        effect = "refuse to deliver to" if parsed.mode == "enforce" else "report failures for"
+        return outcome(
+            CheckStatus.FAIL,
+            f"MX {', '.join(unmatched)} not in the policy's mx: senders {effect} it.",
+        )
+    if parsed.mode == "testing":
+        return outcome(
+            CheckStatus.WARNING,
+            "MTA-STS in testing mode: failures are reported, TLS is not enforced.",
+        )
+    if parsed.mode == "none":
+        return outcome(
+            CheckStatus.WARNING,
+            "MTA-STS mode none: the policy is being withdrawn, nothing is enforced.",
+        )
+    if parsed.max_age < SHORT_MAX_AGE:
+        return outcome(
+            CheckStatus.WARNING,
+            f"max_age {parsed.max_age}s is under a day: senders re-fetch constantly and forget quickly.",
+        )
+    return outcome(
+        CheckStatus.OK, f"MTA-STS enforced (id={policy_id}); every MX is covered by the policy."
+    )
 
 
 def evaluate_tls_rpt(domain: str, txt: Lookup, suggestion: str) -> CheckOutcome:

@@ -277,3 +277,6 @@ CELERY_BEAT_SCHEDULE = {
     "prune-check-history": {"task": "dns_records.tasks.prune_check_history", "schedule": 86400.0},
     "reap-task-runs": {"task": "mailsec.tasks.reap_task_runs", "schedule": 300.0},
 }
+# Extra CA certificates trusted (besides the system's) when fetching MTA-STS policies: for a
+# private PKI.
+MAILSEC_TLS_CA_FILE = env_str("MAILSEC_TLS_CA_FILE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from mailsec.env import parse_nameserver
 from mailsec.models import Organisation, Role, TokenScope
 from mailsec.services import api_token_create, membership_set, organisation_create
 from tests import settings as test_settings
-from tests.servers import CeleryWorker, KnotServer, missing
+from tests.servers import CeleryWorker, KnotServer, PolicyWebServer, missing
 
 PASSWORD = "correct horse battery staple"
 
@@ -88,17 +89,70 @@ def outsider_api(outsider: Any) -> APIClient:
 # --- real servers -------------------------------------------------------------------------
 
 
+ENFORCE_GOOD = (
+    "version: STSv1\nmode: enforce\nmx: mx1.good.test\nmx: *.good.test\nmax_age: 604800\n"
+)
+# Host -> (HTTP status, Content-Type, body) served at /.well-known/mta-sts.txt.
+MTA_STS_POLICIES = {
+    "mta-sts.good.test": (200, "text/plain", ENFORCE_GOOD),
+    "mta-sts.enforce.policy.test": (200, "text/plain; charset=utf-8", ENFORCE_GOOD),
+    "mta-sts.testing.policy.test": (
+        200, "text/plain", "version: STSv1\nmode: testing\nmx: *.good.test\nmax_age: 604800\n",
+    ),
+    "mta-sts.mismatch.policy.test": (
+        200, "text/plain", "version: STSv1\nmode: enforce\nmx: mail.elsewhere.test\nmax_age: 604800\n",
+    ),
+    "mta-sts.shortage.policy.test": (
+        200, "text/plain", "version: STSv1\nmode: enforce\nmx: *.good.test\nmax_age: 300\n",
+    ),
+    "mta-sts.broken.policy.test": (200, "text/plain", "version: STSv1\nmode: strict\nmax_age: 1\n"),
+    "mta-sts.html.policy.test": (200, "text/html", "<html>policy</html>"),
+}  # fmt: skip
+# Names on the server's certificate: mta-sts.missing.policy.test is served (404) but
+# mta-sts.badcert.policy.test is not on the certificate at all.
+MTA_STS_CERT_NAMES = [*MTA_STS_POLICIES, "mta-sts.missing.policy.test"]
+
+
 @pytest.fixture(scope="session")
-def knot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnotServer]:
-    """Knot DNS serving tests/fixtures/zones; the product's resolver is pointed at it."""
-    server = KnotServer(tmp_path_factory.mktemp("knot"))
+def policy_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyWebServer]:
+    """HTTPS on 127.0.0.15:443 serving the MTA-STS policies of the fixture zones."""
+    server = PolicyWebServer(
+        tmp_path_factory.mktemp("policy-web"), MTA_STS_POLICIES, MTA_STS_CERT_NAMES
+    )
     server.start()
-    previous = settings.MAILSEC_DNS_NAMESERVERS
-    settings.MAILSEC_DNS_NAMESERVERS = [parse_nameserver(server.nameserver)]
     try:
         yield server
     finally:
-        settings.MAILSEC_DNS_NAMESERVERS = previous
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def knot(
+    tmp_path_factory: pytest.TempPathFactory, policy_web: PolicyWebServer
+) -> Iterator[KnotServer]:
+    """Knot DNS serving tests/fixtures/zones; the product's resolver is pointed at it.
+
+    The MTA-STS policy server comes with it, since the fixture zones point policy hosts there;
+    mailsec may reach loopback and trusts the server's test CA, only while it runs.
+    """
+    server = KnotServer(tmp_path_factory.mktemp("knot"))
+    server.start()
+    previous = (
+        settings.MAILSEC_DNS_NAMESERVERS,
+        settings.MAILSEC_PROBE_ALLOW_NETWORKS,
+        settings.MAILSEC_TLS_CA_FILE,
+    )
+    settings.MAILSEC_DNS_NAMESERVERS = [parse_nameserver(server.nameserver)]
+    settings.MAILSEC_PROBE_ALLOW_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
+    settings.MAILSEC_TLS_CA_FILE = str(policy_web.ca_file)
+    try:
+        yield server
+    finally:
+        (
+            settings.MAILSEC_DNS_NAMESERVERS,
+            settings.MAILSEC_PROBE_ALLOW_NETWORKS,
+            settings.MAILSEC_TLS_CA_FILE,
+        ) = previous
         server.stop()
 
 
@@ -131,6 +185,8 @@ def celery_worker(
         "CELERY_BROKER_URL": test_settings.TEST_BROKER_URL,
         "MAILSEC_CELERY_QUEUE": test_settings.TEST_QUEUE,
         "MAILSEC_DNS_NAMESERVERS": knot.nameserver,
+        "MAILSEC_PROBE_ALLOW_NETWORKS": "127.0.0.0/8",
+        "MAILSEC_TLS_CA_FILE": settings.MAILSEC_TLS_CA_FILE,
         "MAILSEC_DNS_TIMEOUT": "2",
         "MAILSEC_VAR_DIR": str(tmp_path_factory.mktemp("worker-var")),
     }

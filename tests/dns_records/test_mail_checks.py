@@ -82,6 +82,24 @@ CASES = [
     ("single.mx.test", "mta_sts", "warning", "No MTA-STS record"),
     ("badid.policy.test", "mta_sts", "fail", "id of 1 to 32"),
     ("nohost.policy.test", "mta_sts", "fail", "mta-sts.nohost.policy.test"),
+    ("enforce.policy.test", "mta_sts", "ok", "MTA-STS enforced (id=2026112801)"),
+    ("testing.policy.test", "mta_sts", "warning", "testing mode"),
+    (
+        "mismatch.policy.test",
+        "mta_sts",
+        "fail",
+        "MX mx1.good.test, mx2.good.test not in the policy's mx",
+    ),
+    ("shortage.policy.test", "mta_sts", "warning", "max_age 300s"),
+    ("broken.policy.test", "mta_sts", "fail", "mode 'strict'"),
+    ("html.policy.test", "mta_sts", "fail", "text/html"),
+    ("missing.policy.test", "mta_sts", "fail", "HTTP 404"),
+    (
+        "badcert.policy.test",
+        "mta_sts",
+        "fail",
+        "certificate not valid for mta-sts.badcert.policy.test",
+    ),
     ("good.test", "tls_rpt", "ok", "tls-reports@good.test"),
     ("single.mx.test", "tls_rpt", "warning", "No TLS-RPT record"),
     ("badrua.policy.test", "tls_rpt", "fail", "mailto: or https:"),
@@ -242,3 +260,17 @@ def test_inheriting_subdomain_is_offered_its_own_enforcing_record(resolver):
         "type": "TXT",
         "value": f"v=DMARC1; p=reject; rua=mailto:r@reports.test,mailto:{REPORTS}",
     }
+
+
+def test_mta_sts_policy_is_not_fetched_from_networks_outside_the_allowed_ones(resolver, settings):
+    settings.MAILSEC_PROBE_ALLOW_NETWORKS = []
+    outcome = check(resolver, "enforce.policy.test", "mta_sts")
+    assert outcome.status == "error"
+    assert "outside the networks mailsec may reach" in outcome.summary
+
+
+def test_mta_sts_details_carry_the_policy(resolver):
+    outcome = check(resolver, "good.test", "mta_sts")
+    assert outcome.details["mode"] == "enforce"
+    assert outcome.details["mx_patterns"] == ["mx1.good.test", "*.good.test"]
+    assert outcome.details["max_age"] == 604800
