@@ -174,12 +174,12 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = False
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-if env_bool("MAILSEC_SECURE_PROXY_SSL_HEADER", False):
+# Behind the TLS proxy every request comes from its address: login throttling then uses the
+# client address the proxy appends to X-Forwarded-For (see mailsec.client_ip).
+MAILSEC_TRUST_FORWARDED_FOR = env_bool("MAILSEC_SECURE_PROXY_SSL_HEADER", False)
+if MAILSEC_TRUST_FORWARDED_FOR:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    # Behind the proxy every request comes from its address: throttle logins by the client
-    # address the proxy appends to X-Forwarded-For, not by the proxy's own.
-    AXES_IPWARE_PROXY_COUNT = 1
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+AXES_CLIENT_IP_CALLABLE = "mailsec.client_ip.client_ip"
 SILENCED_SYSTEM_CHECKS = ["security.W021"]  # HSTS preload is the operator's decision.
 
 REST_FRAMEWORK = {
