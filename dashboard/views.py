@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.response import TemplateResponse
@@ -198,17 +199,21 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _organisations_context(request: HttpRequest, **extra: object) -> dict[str, object]:
+    members = Membership.objects.select_related("user").order_by("user__username")
     memberships = (
         Membership.objects.filter(user=request.user)  # type: ignore[misc]
         .select_related("organisation")
+        .prefetch_related(Prefetch("organisation__memberships", queryset=members))
         .order_by("organisation__name")
     )
-    organisations = []
-    for own in memberships:
-        members = own.organisation.memberships.select_related("user").order_by("user__username")
-        organisations.append(
-            {"membership": own, "organisation": own.organisation, "members": members}
-        )
+    organisations = [
+        {
+            "membership": own,
+            "organisation": own.organisation,
+            "members": own.organisation.memberships.all(),
+        }
+        for own in memberships
+    ]
     return {"organisations": organisations, "roles": Role.choices, **extra}
 
 

@@ -222,7 +222,7 @@ def check_mta_sts(domain: str, resolver: Resolver, mx: MxLookups, stamp: str) ->
     host = f"mta-sts.{domain}"
     host_lookups = list(resolver.addresses(host))
     policy = None
-    if txt.ok and any(r.startswith("v=STSv1") for r in txt.records):
+    if txt.ok and any(r.split(";", 1)[0].strip() == "v=STSv1" for r in txt.records):
         addresses = host_addresses(host_lookups)
         if addresses:
             policy = fetch_https(

@@ -90,7 +90,9 @@ def domain_check_request(*, domain: Domain, actor: Actor) -> TaskRun:
     _require_write(actor, domain.organisation)
     from dns_records.selectors import check_pending
 
-    # Asking again while a check is queued or running joins it instead of queuing another.
+    # Asking again while a check is queued or running joins it instead of queuing another; the
+    # row lock makes two requests at once see each other.
+    Domain.objects.select_for_update().filter(pk=domain.pk).first()
     pending = check_pending(domain)
     if pending is not None:
         return pending
@@ -166,6 +168,8 @@ def check_outcomes_store(
     events = []
     for outcome in outcomes:
         state = current.get(outcome.name)
+        if state is not None and state.checked_at > checked_at:
+            continue  # a newer result is already current; this run stays in the history only
         if state is None or state.status != outcome.status:
             events.append(
                 CheckEvent(

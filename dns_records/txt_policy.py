@@ -49,7 +49,7 @@ def one_policy_record(
         return CheckOutcome(
             check, CheckStatus.ERROR, f"Could not look up {record_name}: {txt.reason}", details
         )
-    records = [r for r in txt.records if r.startswith(version)] if txt.ok else []
+    records = [r for r in txt.records if r.split(";", 1)[0].strip() == version] if txt.ok else []
     if not records:
         if suggestion is not None:
             details["suggested_record"] = {"name": record_name, "type": "TXT", "value": suggestion}

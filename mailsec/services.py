@@ -113,6 +113,12 @@ def _require_owner(actor: Actor, organisation: Organisation) -> None:
         raise PermissionDenied("Only an owner of this organisation can manage its members.")
 
 
+def _lock_organisation(organisation: Organisation) -> None:
+    """Serialise membership changes of one organisation, so two owners demoting or removing
+    each other at once cannot both pass the last-owner check."""
+    Organisation.objects.select_for_update().filter(pk=organisation.pk).first()
+
+
 def _keeps_an_owner(membership: Membership) -> None:
     others = Membership.objects.filter(organisation=membership.organisation, role=Role.OWNER)
     if membership.role == Role.OWNER and not others.exclude(pk=membership.pk).exists():
@@ -124,13 +130,19 @@ def member_add(
     *, organisation: Organisation, username: str, role: Role, actor: Actor
 ) -> tuple[Membership, str | None]:
     """Give a user a role, creating the account if needed; returns its one-time password then."""
+    _lock_organisation(organisation)
     _require_owner(actor, organisation)
     username = username.strip()
     if not username or len(username) > 150:
         raise ValidationError("Enter a username of at most 150 characters.")
+    User.username_validator(username)
     user = User.objects.filter(username=username).first()
     password = None
     if user is None:
+        if User.objects.filter(username__iexact=username).exists():
+            raise ValidationError(
+                f"A user whose name differs from {username!r} only in case exists; use that name."
+            )
         password = secrets.token_urlsafe(12)
         user = User.objects.create_user(username=username, password=password)
         audit_record(
@@ -145,6 +157,7 @@ def member_add(
 
 @transaction.atomic
 def member_remove(*, membership: Membership, actor: Actor) -> None:
+    _lock_organisation(membership.organisation)
     _require_owner(actor, membership.organisation)
     _keeps_an_owner(membership)
     audit_record(

@@ -11,6 +11,7 @@ import pytest
 from django.db import connections
 
 from dns_records.models import Domain
+from mailsec.models import TaskRun
 from tests.conftest import PASSWORD
 from tests.servers import missing
 
@@ -125,8 +126,18 @@ def test_search_filter_check_now_and_delete_in_the_browser(
 
     # Check now from the domain page: the badge goes pending, then the result returns.
     page.click("text=none.spf.test")
-    page.click("#check-results button:has-text('Check now')")
-    page.locator("#check-spf [data-status=fail]").wait_for(timeout=30_000)
+    target = Domain.objects.get(name="none.spf.test")
+    runs_before = TaskRun.objects.filter(object_id=str(target.pk)).count()
+    with page.expect_response(lambda response: response.url.endswith("/check/")):
+        page.click("#check-results button:has-text('Check now')")
+    # The section polls while the check runs and offers "Check now" again once it is done.
+    expect(page.locator("#check-results button:has-text('Check now')")).to_be_visible(
+        timeout=30_000
+    )
+    runs = TaskRun.objects.filter(object_id=str(target.pk)).order_by("-created_at")
+    assert runs.count() == runs_before + 1, "Check now queued no new check"
+    assert runs.first().state == "succeeded"
+    page.locator("#check-spf [data-status=fail]").wait_for()
     assert "publish" in page.inner_text("#check-spf").lower()
 
     # Delete, confirming the dialog; the row disappears and the domain is gone.

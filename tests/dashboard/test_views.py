@@ -306,3 +306,74 @@ def test_without_a_trusted_proxy_forwarded_for_is_ignored(owner, settings):
         "/login/", {"username": owner.username, "password": PASSWORD}
     )
     assert response.status_code == 429
+
+
+def test_admins_cannot_manage_members(org, owner):
+    from mailsec.models import Membership, Role
+
+    admin = _admin_user(org)
+    client = login(admin)
+    response = client.post(
+        f"/organisations/{org.slug}/members/", {"username": admin.username, "role": "owner"}
+    )
+    assert response.status_code == 403
+    own = Membership.objects.get(user=owner, organisation=org)
+    assert client.post(f"/memberships/{own.pk}/remove/").status_code == 403
+    assert Membership.objects.get(user=admin, organisation=org).role == Role.ADMIN
+
+
+def _admin_user(org):
+    from django.contrib.auth.models import User
+
+    from mailsec.models import Role
+    from mailsec.services import membership_set
+
+    user = User.objects.create_user(username="adam", password=PASSWORD)
+    membership_set(organisation=org, user=user, role=Role.ADMIN, actor=None)
+    return user
+
+
+@pytest.mark.parametrize("bad", ["<b>olivia</b>", "olivia\u200b", "a b"])
+def test_member_usernames_are_validated(owner, org, bad):
+    from django.contrib.auth.models import User
+
+    body = login(owner).post(
+        f"/organisations/{org.slug}/members/", {"username": bad, "role": "viewer"}
+    )
+    assert 'class="error"' in body.content.decode()
+    assert not User.objects.filter(username=bad).exists()
+
+
+def test_a_username_differing_only_in_case_is_refused(owner, org):
+    from django.contrib.auth.models import User
+
+    body = login(owner).post(
+        f"/organisations/{org.slug}/members/", {"username": "OLIVIA", "role": "viewer"}
+    )
+    assert "only in case" in body.content.decode()
+    assert not User.objects.filter(username="OLIVIA").exists()
+
+
+def test_organisations_page_query_count_does_not_grow_with_organisations(
+    owner, django_assert_max_num_queries
+):
+    from mailsec.models import Role
+    from mailsec.services import membership_set, organisation_create
+
+    for n in range(6):
+        membership_set(organisation=organisation_create(name=f"Org {n}", actor=None), user=owner,
+                       role=Role.OWNER, actor=None)  # fmt: skip
+    client = login(owner)
+    with django_assert_max_num_queries(6):
+        assert client.get("/organisations/").status_code == 200
+
+
+def test_a_user_cannot_revoke_someone_elses_token(owner, outsider):
+    from mailsec.models import ApiToken, TokenScope
+    from mailsec.services import api_token_create
+
+    token, _key = api_token_create(user=owner, scope=TokenScope.READ, actor=None)
+    assert login(outsider).post(f"/tokens/{token.pk}/revoke/").status_code == 404
+    assert ApiToken.objects.get(pk=token.pk).revoked_at is None
+    assert login(owner).post(f"/tokens/{token.pk}/revoke/").status_code == 200
+    assert ApiToken.objects.get(pk=token.pk).revoked_at is not None

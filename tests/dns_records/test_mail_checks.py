@@ -274,3 +274,16 @@ def test_mta_sts_details_carry_the_policy(resolver):
     assert outcome.details["mode"] == "enforce"
     assert outcome.details["mx_patterns"] == ["mx1.good.test", "*.good.test"]
     assert outcome.details["max_age"] == 604800
+
+
+def test_a_policy_record_needs_its_exact_version_tag():
+    from dns_records.bimi import evaluate_bimi
+    from dns_records.mta_sts import evaluate_tls_rpt
+    from dns_records.resolver import Lookup, LookupStatus
+
+    txt = Lookup("_smtp._tls.d.test", "TXT", LookupStatus.OK, ("v=TLSRPTv10; rua=mailto:a@d.test",))
+    assert evaluate_tls_rpt("d.test", txt, suggestion="x").summary.startswith("No TLS-RPT record")
+    bimi = Lookup(
+        "default._bimi.d.test", "TXT", LookupStatus.OK, ("v=BIMI10; l=https://d.test/l.svg",)
+    )
+    assert evaluate_bimi("d.test", bimi).summary.startswith("No BIMI record")

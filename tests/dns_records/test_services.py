@@ -182,3 +182,33 @@ def test_a_batch_stops_querying_when_its_consumer_gives_up(knot):
     # Only the lookups already in flight at the moment of closing may still arrive.
     assert after - at_close <= 4
     assert at_close < 40 * 20, "the whole batch ran before the consumer got its first result"
+
+
+def test_an_older_result_does_not_replace_a_newer_one(domain):
+    now = timezone.now()
+    store(domain, CheckStatus.FAIL, "newer", at=now)
+    store(domain, CheckStatus.OK, "older", at=now - timedelta(minutes=5))
+    state = CheckState.objects.get(domain=domain, name="spf")
+    assert (state.status, state.summary) == ("fail", "newer")
+    assert CheckResult.objects.filter(domain=domain).count() == 2
+
+
+def test_report_address_is_the_ingest_address_when_set(settings):
+    from dns_records.services import report_address_for
+
+    settings.MAILSEC_INGEST_ADDRESSES = ["dmarc@mailsec.example", "other@mailsec.example"]
+    assert report_address_for("example.org") == "dmarc@mailsec.example"
+    settings.MAILSEC_INGEST_ADDRESSES = []
+    assert report_address_for("example.org") == "dmarc-reports@example.org"
+
+
+@pytest.mark.knot
+def test_a_name_in_two_organisations_is_checked_once_and_stored_for_both(knot, org, other_org):
+    from dns_records.services import domains_check
+
+    first = Domain.objects.create(organisation=org, name="good.test")
+    second = Domain.objects.create(organisation=other_org, name="good.test")
+    outcomes = domains_check(domain_ids=[first.pk, second.pk])
+    assert list(outcomes) == ["good.test"]
+    assert CheckState.objects.filter(domain=first).count() == 9
+    assert CheckState.objects.filter(domain=second).count() == 9
