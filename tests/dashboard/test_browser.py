@@ -136,7 +136,9 @@ def test_search_filter_check_now_and_delete_in_the_browser(
     )
     runs = TaskRun.objects.filter(object_id=str(target.pk)).order_by("-created_at")
     assert runs.count() == runs_before + 1, "Check now queued no new check"
-    assert runs.first().state == "succeeded"
+    newest = runs.first()
+    assert newest is not None
+    assert newest.state == "succeeded"
     page.locator("#check-spf [data-status=fail]").wait_for()
     assert "publish" in page.inner_text("#check-spf").lower()
 
