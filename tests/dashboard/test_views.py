@@ -231,6 +231,12 @@ def test_owner_changes_a_role_and_removes_a_member(owner, viewer, org):
     assert membership.role == "admin"
     client.post(f"/memberships/{membership.pk}/remove/")
     assert not Membership.objects.filter(user=viewer, organisation=org).exists()
+    from mailsec.models import AuditLog
+
+    changed = AuditLog.objects.get(action="membership.set", actor=owner, before={"role": "viewer"})
+    assert changed.after == {"user": viewer.username, "role": "admin"}
+    removed = AuditLog.objects.get(action="membership.remove", actor=owner)
+    assert removed.before == {"user": viewer.username, "role": "admin"}
 
 
 def test_the_last_owner_can_be_neither_removed_nor_demoted(owner, org):

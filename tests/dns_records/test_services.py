@@ -181,7 +181,9 @@ def test_a_batch_stops_querying_when_its_consumer_gives_up(knot):
         relay.stop()
     # Only the lookups already in flight at the moment of closing may still arrive.
     assert after - at_close <= 4
-    assert at_close < 40 * 20, "the whole batch ran before the consumer got its first result"
+    # Four threads each get through about one domain (~25 lookups) before the first result: a
+    # batch that ran on regardless would have sent about a thousand.
+    assert at_close < 200, "the batch ran on before the consumer got its first result"
 
 
 def test_an_older_result_does_not_replace_a_newer_one(domain):
