@@ -15,9 +15,7 @@ from django.utils.csp import CSP  # type: ignore[import-not-found,unused-ignore]
 from mailsec.env import (
     env_bool,
     env_database,
-    env_encryption_keys,
     env_float,
-    env_host_port,
     env_int,
     env_list,
     env_nameservers,
@@ -251,12 +249,8 @@ CELERY_TIMEZONE = "UTC"
 # DNS: every lookup the product makes goes to these servers when set.
 MAILSEC_DNS_NAMESERVERS = env_nameservers("MAILSEC_DNS_NAMESERVERS")
 MAILSEC_DNS_TIMEOUT = env_float("MAILSEC_DNS_TIMEOUT", 5.0)
-MAILSEC_DNSBL_IP_ZONES = env_list("MAILSEC_DNSBL_IP_ZONES")
-MAILSEC_DNSBL_DOMAIN_ZONES = env_list("MAILSEC_DNSBL_DOMAIN_ZONES")
-MAILSEC_INGEST_LISTEN = env_host_port("MAILSEC_INGEST_LISTEN", ("127.0.0.1", 2525))
 MAILSEC_INGEST_ADDRESSES = env_list("MAILSEC_INGEST_ADDRESSES")
 MAILSEC_PROBE_ALLOW_NETWORKS = env_networks("MAILSEC_PROBE_ALLOW_NETWORKS")
-MAILSEC_ENCRYPTION_KEYS = env_encryption_keys("MAILSEC_ENCRYPTION_KEYS")
 
 LOGGING = {
     "version": 1,
