@@ -20,6 +20,6 @@ USER mailsec
 ARG MAILSEC_BUILD_SECRET_KEY=collectstatic-build-only-not-a-secret
 RUN MAILSEC_SECRET_KEY="$MAILSEC_BUILD_SECRET_KEY" python manage.py collectstatic --noinput
 
-EXPOSE 8000 2525
+EXPOSE 8000
 
 CMD ["gunicorn", "mailsec.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
