@@ -20,7 +20,7 @@ from django_htmx.middleware import HtmxDetails
 from dns_records import selectors as domain_selectors
 from dns_records import services as domain_services
 from dns_records.models import Domain
-from mailsec.api.errors import api_not_found
+from mailsec.api.errors import api_not_found, api_server_error
 from mailsec.models import ApiToken, Membership, Role, TokenScope
 from mailsec.selectors import (
     audit_log_visible,
@@ -266,3 +266,11 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
         response: HttpResponse | JsonResponse = api_not_found(request, exception)
         return response
     return render(request, "404.html", status=404)
+
+
+@login_not_required
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        response: HttpResponse | JsonResponse = api_server_error(request)
+        return response
+    return render(request, "500.html", status=500)

@@ -8,7 +8,7 @@ from django.db.models import CharField, Exists, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from dns_records.models import CheckEvent, CheckName, CheckResult, CheckState, CheckStatus, Domain
+from dns_records.models import CheckEvent, CheckName, CheckState, CheckStatus, Domain
 from dns_records.services import CHECK_TASK_KIND
 from mailsec.models import UNFINISHED_TASK_STATES, TaskRun
 from mailsec.selectors import User, organisations_visible
@@ -65,10 +65,6 @@ def status_counts(domain: Domain) -> dict[str, int]:
 
 def check_events(domain: Domain, limit: int = 50) -> QuerySet[CheckEvent]:
     return domain.check_events.order_by("-created_at", "-id")[:limit]
-
-
-def check_history(domain: Domain, name: str, limit: int = 50) -> QuerySet[CheckResult]:
-    return domain.check_results.filter(name=name).order_by("-checked_at", "-id")[:limit]
 
 
 def check_pending(domain: Domain) -> TaskRun | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as UserModel
 from django.db.models import Q, QuerySet
@@ -48,13 +46,3 @@ def audit_log_visible(user: User) -> QuerySet[AuditLog]:
     return AuditLog.objects.filter(
         Q(organisation__in=organisations_visible(user)) | own
     ).select_related("organisation")
-
-
-def latest_task_run(*, kind: str, obj: Any) -> TaskRun | None:
-    return (
-        TaskRun.objects.filter(
-            kind=kind, object_type=type(obj).__name__.lower(), object_id=str(obj.pk)
-        )
-        .order_by("-created_at")
-        .first()
-    )

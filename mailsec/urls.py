@@ -23,3 +23,4 @@ urlpatterns = [
 ]
 
 handler404 = "dashboard.views.not_found"
+handler500 = "dashboard.views.server_error"

@@ -383,3 +383,16 @@ def test_a_user_cannot_revoke_someone_elses_token(owner, outsider):
     assert ApiToken.objects.get(pk=token.pk).revoked_at is None
     assert login(owner).post(f"/tokens/{token.pk}/revoke/").status_code == 200
     assert ApiToken.objects.get(pk=token.pk).revoked_at is not None
+
+
+def test_server_errors_answer_json_under_the_api_and_a_page_elsewhere(rf):
+    import json
+
+    from dashboard.views import server_error
+
+    api = server_error(rf.get("/api/v1/domains/"))
+    assert api.status_code == 500
+    assert json.loads(api.content)["error"]["code"] == "server_error"
+    page = server_error(rf.get("/domains/"))
+    assert page.status_code == 500
+    assert b"Something went wrong" in page.content
