@@ -62,3 +62,33 @@ def test_silent_server_is_a_timeout_error():
             thread.join()
     assert lookup.status is LookupStatus.ERROR
     assert "timed out" in lookup.reason
+
+
+def test_a_truncated_answer_is_fetched_again_over_tcp(resolver):
+    lookup = resolver.lookup("big.good.test", "TXT")
+    assert lookup.status is LookupStatus.OK
+    assert len(lookup.records[0]) > 1200
+    assert lookup.records[0].startswith("a0xxx")
+
+
+def test_a_cname_is_followed_to_its_target_within_the_answer(resolver):
+    lookup = resolver.lookup("alias.mx.test", "CNAME")
+    assert lookup.records == ("mx1.good.test",)
+
+
+def test_every_thread_gets_its_own_answers(resolver):
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["good.test", "single-ns.test", "lame.test", "shared-addr.test"] * 25
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda n: (n, resolver.lookup(n, "SOA")), names))
+    primaries = {
+        "good.test": "ns1.good.test.",
+        "single-ns.test": "ns1.single-ns.test.",
+        "lame.test": "ns1.lame.test.",
+        "shared-addr.test": "a.shared-addr.test.",
+    }
+    for name, lookup in results:
+        assert lookup.status is LookupStatus.OK
+        # Each zone's SOA names its own primary: a crossed answer would show another zone's.
+        assert lookup.records[0].split()[0] == primaries[name]
