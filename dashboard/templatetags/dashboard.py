@@ -6,6 +6,8 @@ from typing import Any
 
 from django import template
 
+from dns_records.zonefile import zone_line
+
 register = template.Library()
 
 
@@ -16,3 +18,14 @@ def change_fields(before: Any, after: Any) -> list[tuple[str, Any, Any]]:
     after = after if isinstance(after, dict) else {}
     keys = list(dict.fromkeys([*before, *after]))
     return [(key, before.get(key), after.get(key)) for key in keys]
+
+
+@register.filter
+def zone_lines(results: Any) -> str:
+    """Every suggested record of a domain's current checks, as zone-file lines."""
+    lines = []
+    for result in results:
+        record = (getattr(result, "details", None) or {}).get("suggested_record")
+        if record:
+            lines.append(zone_line(record["name"], record["type"], record["value"]))
+    return "\n".join(lines)

@@ -396,3 +396,19 @@ def test_server_errors_answer_json_under_the_api_and_a_page_elsewhere(rf):
     page = server_error(rf.get("/domains/"))
     assert page.status_code == 500
     assert b"Something went wrong" in page.content
+
+
+def test_domain_page_gathers_every_suggestion_as_zone_lines(owner, domain):
+    from dns_records.models import CheckStatus
+    from dns_records.results import CheckOutcome
+
+    _store(domain,
+           CheckOutcome("spf", CheckStatus.FAIL, "no SPF",
+                        {"suggested_record": {"name": "good.test", "type": "TXT", "value": "v=spf1 mx -all"}}),
+           CheckOutcome("dmarc", CheckStatus.FAIL, "no DMARC",
+                        {"suggested_record": {"name": "_dmarc.good.test", "type": "TXT",
+                                              "value": "v=DMARC1; p=quarantine"}}))  # fmt: skip
+    body = login(owner).get(f"/domains/{domain.pk}/").content.decode()
+    assert "good.test. 3600 IN TXT &quot;v=spf1 mx -all&quot;" in body
+    assert "_dmarc.good.test. 3600 IN TXT &quot;v=DMARC1; p=quarantine&quot;" in body
+    assert 'data-copy="#zone-lines"' in body
