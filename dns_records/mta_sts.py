@@ -78,6 +78,10 @@ def evaluate_mta_sts(
     found = one_policy_record(
         CheckName.MTA_STS, txt, record_name=f"_mta-sts.{domain}", version="v=STSv1",
         label="MTA-STS", suggestion=suggestion,
+        hint=(
+            f"First serve the policy at https://mta-sts.{domain}/.well-known/mta-sts.txt "
+            "(start with mode: testing and one mx: line per MX host), then publish this record."
+        ),
         absent=(CheckStatus.WARNING, "No MTA-STS record: senders may deliver without TLS when an attacker strips STARTTLS."),
     )  # fmt: skip
     if isinstance(found, CheckOutcome):

@@ -37,6 +37,7 @@ def one_policy_record(
     label: str,
     absent: tuple[CheckStatus, str],
     suggestion: str | None = None,
+    hint: str = "",
     lower_keys: bool = False,
 ) -> PolicyRecord | CheckOutcome:
     """The single `version`-tagged record at `record_name`, or the verdict when there is not one.
@@ -53,6 +54,8 @@ def one_policy_record(
     if not records:
         if suggestion is not None:
             details["suggested_record"] = {"name": record_name, "type": "TXT", "value": suggestion}
+        if hint:
+            details["hint"] = hint
         return CheckOutcome(check, absent[0], absent[1], details)
     if len(records) > 1:
         return CheckOutcome(

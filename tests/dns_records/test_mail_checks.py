@@ -287,3 +287,8 @@ def test_a_policy_record_needs_its_exact_version_tag():
         "default._bimi.d.test", "TXT", LookupStatus.OK, ("v=BIMI10; l=https://d.test/l.svg",)
     )
     assert evaluate_bimi("d.test", bimi).summary.startswith("No BIMI record")
+
+
+def test_missing_mta_sts_says_to_serve_the_policy_first(resolver):
+    outcome = check(resolver, "single.mx.test", "mta_sts")
+    assert "https://mta-sts.single.mx.test/.well-known/mta-sts.txt" in outcome.details["hint"]
