@@ -58,6 +58,7 @@ def _domain_table_context(request: HttpRequest) -> dict[str, object]:
         "search": search,
         "status": status,
         "statuses": ["ok", "warning", "fail", "error", "unchecked"],
+        "status_counts": domain_selectors.worst_status_counts(request.user),
         "query": query,
         "writable_organisations": writable,
         "writable_ids": {org.pk for org in writable},
@@ -68,6 +69,7 @@ def _domain_table_context(request: HttpRequest) -> dict[str, object]:
 def domain_list(request: HtmxRequest) -> HttpResponse:
     context = _domain_table_context(request)
     if request.htmx and request.htmx.target == "domain-table":
+        context["fragment"] = True
         return render(request, "dashboard/partials/domain_table.html", context)
     return render(request, "dashboard/domain_list.html", context)
 
@@ -97,6 +99,7 @@ def domain_add(request: HttpRequest) -> HttpResponse:
         return reswap(retarget(form, "#domain-add-form"), "outerHTML")
     context = _domain_table_context(request)
     context["reset_form"] = True
+    context["fragment"] = True
     return render(request, "dashboard/partials/domain_table.html", context)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import CharField, Exists, OuterRef, QuerySet, Subquery
+from django.db.models import CharField, Count, Exists, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -69,3 +69,13 @@ def check_events(domain: Domain, limit: int = 50) -> QuerySet[CheckEvent]:
 
 def check_pending(domain: Domain) -> TaskRun | None:
     return _pending_runs().filter(object_id=str(domain.pk)).order_by("-created_at").first()
+
+
+def worst_status_counts(user: User) -> dict[str, int]:
+    """How many of the user's domains are at each worst status ("unchecked" when never checked)."""
+    rows = (
+        Domain.objects.filter(organisation__in=organisations_visible(user))
+        .values("worst_status")
+        .annotate(n=Count("pk"))
+    )
+    return {row["worst_status"] or "unchecked": row["n"] for row in rows}

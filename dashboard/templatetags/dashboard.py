@@ -29,3 +29,8 @@ def zone_lines(results: Any) -> str:
         if record:
             lines.append(zone_line(record["name"], record["type"], record["value"]))
     return "\n".join(lines)
+
+
+@register.filter
+def get_item(mapping: Any, key: str) -> Any:
+    return mapping.get(key) if isinstance(mapping, dict) else None

@@ -412,3 +412,29 @@ def test_domain_page_gathers_every_suggestion_as_zone_lines(owner, domain):
     assert "good.test. 3600 IN TXT &quot;v=spf1 mx -all&quot;" in body
     assert "_dmarc.good.test. 3600 IN TXT &quot;v=DMARC1; p=quarantine&quot;" in body
     assert 'data-copy="#zone-lines"' in body
+
+
+def test_domain_list_counts_domains_by_worst_status(owner, domain, org):
+    from dns_records.models import CheckStatus
+    from dns_records.results import CheckOutcome
+
+    Domain.objects.create(organisation=org, name="never.test")
+    _store(domain, CheckOutcome("mx", CheckStatus.FAIL, "no MX"))
+    body = login(owner).get("/domains/").content.decode()
+    counts = body.split('id="status-counts"')[1].split("</nav>")[0]
+    assert '<span class="badge fail small">fail</span> 1' in counts
+    assert '<span class="badge unchecked small">unchecked</span> 1' in counts
+    assert "warning" not in counts
+
+
+def test_status_counts_appear_once_on_the_page_and_out_of_band_in_fragments(owner, domain):
+    client = login(owner)
+    page = client.get("/domains/").content.decode()
+    assert page.count('id="status-counts"') == 1
+    fragment = client.get(
+        "/domains/?status=fail", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="domain-table"
+    )
+    assert (
+        'id="status-counts" class="status-counts" aria-label="Domains by status" hx-swap-oob="true"'
+        in (fragment.content.decode())
+    )
