@@ -1,7 +1,8 @@
 """Runs the DNS checks: the lookups through the resolver adapter, then each pure verdict.
 
-`run_domain_checks` checks one domain; `run_many` checks many at once on a bounded thread pool,
-each domain with its own short-lived answer cache so its checks share lookups.
+`run_domain_checks` checks one domain; `iter_many` (and `run_many`, which collects it) checks many
+at once on a bounded thread pool, each domain with its own short-lived answer cache so its checks
+share lookups.
 """
 
 from __future__ import annotations
