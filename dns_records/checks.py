@@ -34,10 +34,8 @@ from dns_records.resolver import CachingResolver, Lookup, LookupStatus, Resolver
 from dns_records.results import CheckOutcome
 from dns_records.spf import (
     SpfNode,
-    SpfSyntaxError,
     effective_terms,
     evaluate_spf_tree,
-    parse_spf,
     suggest_spf,
     term_target,
 )
@@ -107,12 +105,8 @@ def _spf_node(
         return SpfNode(domain, Lookup(domain, "TXT", LookupStatus.OK), via=via, truncated=True)
     budget[0] -= 1
     node = SpfNode(domain, resolver.lookup(domain, "TXT"), via=via)
-    records = node.spf_records()
-    if len(records) != 1:
-        return node
-    try:
-        record = parse_spf(records[0])
-    except SpfSyntaxError:
+    record = node.record()
+    if record is None:
         return node
     seen = seen | {domain}
     for term in effective_terms(record):

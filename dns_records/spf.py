@@ -205,6 +205,16 @@ class SpfNode:
     def spf_records(self) -> list[str]:
         return [r for r in self.txt.records if is_spf(r)] if self.txt.ok else []
 
+    def record(self) -> SpfRecord | None:
+        """The domain's one valid SPF record; None when it has none, several, or a broken one."""
+        records = self.spf_records()
+        if len(records) != 1:
+            return None
+        try:
+            return parse_spf(records[0])
+        except SpfSyntaxError:
+            return None
+
 
 @dataclass
 class SpfTally:
@@ -307,12 +317,8 @@ def _walk(node: SpfNode, tally: SpfTally, depth: int) -> SpfRecord | None:
 
 def _effective_all(node: SpfNode) -> str | None:
     """The qualifier of the 'all' that ends evaluation, following redirect= when there is none."""
-    records = node.spf_records()
-    if len(records) != 1:
-        return None
-    try:
-        record = parse_spf(records[0])
-    except SpfSyntaxError:
+    record = node.record()
+    if record is None:
         return None
     if record.all_qualifier is not None:
         return record.all_qualifier
