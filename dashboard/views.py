@@ -28,9 +28,9 @@ from mailsec.selectors import (
     organisations_visible,
     organisations_writable,
 )
-from mailsec.services import api_token_create, api_token_revoke
-from mailsec.services import member_add as services_member_add
-from mailsec.services import member_remove as services_member_remove
+from mailsec.services.members import member_add as services_member_add
+from mailsec.services.members import member_remove as services_member_remove
+from mailsec.services.tokens import api_token_create, api_token_revoke
 
 PAGE_SIZE = 25
 

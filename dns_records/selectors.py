@@ -9,8 +9,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from dns_records.models import CheckEvent, CheckName, CheckState, CheckStatus, Domain
-from dns_records.services import CHECK_TASK_KIND
-from mailsec.models import UNFINISHED_TASK_STATES, TaskRun
+from mailsec.models import UNFINISHED_TASK_STATES, TaskKind, TaskRun
 from mailsec.selectors import User, organisations_visible
 
 CHECK_ORDER = {name: index for index, name in enumerate(CheckName.values)}
@@ -21,7 +20,7 @@ PENDING_CUTOFF = timedelta(minutes=15)
 
 def _pending_runs() -> QuerySet[TaskRun]:
     return TaskRun.objects.filter(
-        kind=CHECK_TASK_KIND,
+        kind=TaskKind.DOMAIN_CHECK,
         object_type="domain",
         state__in=UNFINISHED_TASK_STATES,
         created_at__gt=timezone.now() - PENDING_CUTOFF,

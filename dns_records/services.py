@@ -18,11 +18,11 @@ from dns_records.models import CheckEvent, CheckResult, CheckState, CheckStatus,
 from dns_records.names import InvalidDomainName, normalise_domain
 from dns_records.resolver import Resolver
 from dns_records.results import CheckOutcome, worst
-from mailsec.models import Organisation, TaskRun
+from dns_records.selectors import check_pending
+from mailsec.jobs import task_run_create, task_run_enqueue
+from mailsec.models import Organisation, TaskKind, TaskRun
 from mailsec.selectors import can_write
-from mailsec.services import Actor, audit_record, task_run_create
-
-CHECK_TASK_KIND = "domain.check"
+from mailsec.services.audit import Actor, audit_record
 
 
 def _require_write(actor: Actor, organisation: Organisation) -> None:
@@ -85,11 +85,7 @@ def domain_delete(*, domain: Domain, actor: Actor) -> None:
 @transaction.atomic
 def domain_check_request(*, domain: Domain, actor: Actor) -> TaskRun:
     """Record a pending check run and queue it after commit; answers the API's 202."""
-    from dns_records.tasks import check_domain
-
     _require_write(actor, domain.organisation)
-    from dns_records.selectors import check_pending
-
     # Asking again while a check is queued or running joins it instead of queuing another; the
     # row lock makes two requests at once see each other.
     Domain.objects.select_for_update().filter(pk=domain.pk).first()
@@ -97,10 +93,9 @@ def domain_check_request(*, domain: Domain, actor: Actor) -> TaskRun:
     if pending is not None:
         return pending
     run = task_run_create(
-        organisation=domain.organisation, kind=CHECK_TASK_KIND, obj=domain, actor=actor
+        organisation=domain.organisation, kind=TaskKind.DOMAIN_CHECK, obj=domain, actor=actor
     )
-    kwargs = {"task_run_id": str(run.id), "domain_id": domain.pk}
-    transaction.on_commit(lambda: check_domain.apply_async(kwargs=kwargs, task_id=str(run.id)))
+    task_run_enqueue(run, "dns_records.tasks.check_domain", domain_id=domain.pk)
     return run
 
 

@@ -14,7 +14,7 @@ from dns_records.services import (
     domains_check,
     domains_claim_due,
 )
-from mailsec.services import task_run_execute
+from mailsec.jobs import task_run_execute
 
 CHECK_SOFT_LIMIT = 120
 CHECK_HARD_LIMIT = 150

@@ -11,7 +11,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.request import Request
 
 from mailsec.models import ApiToken
-from mailsec.services import api_token_authenticate
+from mailsec.services.tokens import api_token_authenticate
 
 INVALID = "Invalid or expired token."
 

@@ -128,6 +128,13 @@ class TaskState(models.TextChoices):
 
 
 UNFINISHED_TASK_STATES = (TaskState.PENDING, TaskState.RUNNING)
+FINISHED_TASK_STATES = (TaskState.SUCCEEDED, TaskState.FAILED)
+
+
+class TaskKind(models.TextChoices):
+    """What a background job does; each capability app adds its kinds here."""
+
+    DOMAIN_CHECK = "domain.check", "Check a domain's DNS"
 
 
 class TaskRun(models.Model):
@@ -139,7 +146,7 @@ class TaskRun(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="tasks")
-    kind = models.CharField(max_length=64)
+    kind = models.CharField(max_length=64, choices=TaskKind.choices)
     object_type = models.CharField(max_length=64, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
     state = models.CharField(max_length=10, choices=TaskState.choices, default=TaskState.PENDING)
@@ -161,6 +168,12 @@ class TaskRun(models.Model):
             models.Index(
                 fields=["object_type", "object_id", "kind", "-created_at"], name="taskrun_object"
             ),
+            # The reaper: runs still RUNNING since before a cutoff.
+            models.Index(fields=["state", "started_at"], name="taskrun_state_started"),
+            # The reaper: runs still PENDING since before a cutoff.
+            models.Index(fields=["state", "created_at"], name="taskrun_state_created"),
+            # Pruning: finished runs older than a cutoff.
+            models.Index(fields=["state", "finished_at"], name="taskrun_state_finished"),
         ]
 
     def __str__(self) -> str:

@@ -270,6 +270,7 @@ CELERY_BEAT_SCHEDULE = {
     "queue-due-domain-checks": {"task": "dns_records.tasks.queue_due_checks", "schedule": 60.0},
     "prune-check-history": {"task": "dns_records.tasks.prune_check_history", "schedule": 86400.0},
     "reap-task-runs": {"task": "mailsec.tasks.reap_task_runs", "schedule": 300.0},
+    "prune-task-runs": {"task": "mailsec.tasks.prune_task_runs", "schedule": 86400.0},
 }
 # Extra CA certificates trusted (besides the system's) when fetching MTA-STS policies: for a
 # private PKI.

@@ -16,7 +16,8 @@ from rest_framework.test import APIClient
 from mailsec.celery import app as celery_app
 from mailsec.env import parse_nameserver
 from mailsec.models import Organisation, Role, TokenScope
-from mailsec.services import api_token_create, membership_set, organisation_create
+from mailsec.services.members import membership_set, organisation_create
+from mailsec.services.tokens import api_token_create
 from tests import settings as test_settings
 from tests.servers import CeleryWorker, KnotServer, PolicyWebServer, missing
 

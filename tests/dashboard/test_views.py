@@ -332,7 +332,7 @@ def _admin_user(org):
     from django.contrib.auth.models import User
 
     from mailsec.models import Role
-    from mailsec.services import membership_set
+    from mailsec.services.members import membership_set
 
     user = User.objects.create_user(username="adam", password=PASSWORD)
     membership_set(organisation=org, user=user, role=Role.ADMIN, actor=None)
@@ -364,7 +364,7 @@ def test_organisations_page_query_count_does_not_grow_with_organisations(
     owner, django_assert_max_num_queries
 ):
     from mailsec.models import Role
-    from mailsec.services import membership_set, organisation_create
+    from mailsec.services.members import membership_set, organisation_create
 
     for n in range(6):
         membership_set(organisation=organisation_create(name=f"Org {n}", actor=None), user=owner,
@@ -376,7 +376,7 @@ def test_organisations_page_query_count_does_not_grow_with_organisations(
 
 def test_a_user_cannot_revoke_someone_elses_token(owner, outsider):
     from mailsec.models import ApiToken, TokenScope
-    from mailsec.services import api_token_create
+    from mailsec.services.tokens import api_token_create
 
     token, _key = api_token_create(user=owner, scope=TokenScope.READ, actor=None)
     assert login(outsider).post(f"/tokens/{token.pk}/revoke/").status_code == 404

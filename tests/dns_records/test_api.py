@@ -11,7 +11,7 @@ from dns_records.models import CheckStatus, Domain
 from dns_records.results import CheckOutcome
 from dns_records.services import check_outcomes_store
 from mailsec.models import AuditLog, Role, TaskRun, TaskState
-from mailsec.services import membership_set
+from mailsec.services.members import membership_set
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from mailsec.models import ApiToken, AuditLog, TokenScope
-from mailsec.services import api_token_create, api_token_revoke
+from mailsec.services.tokens import api_token_create, api_token_revoke
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ import pytest
 
 from dns_records.models import CheckState, Domain
 from dns_records.tasks import check_domain
+from mailsec.jobs import task_run_create
 from mailsec.models import TaskRun, TaskState
-from mailsec.services import task_run_create
 from tests import settings as test_settings
 from tests.servers import CeleryWorker, SlowDnsRelay, missing
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
-from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from mailsec.models import Organisation, Role
-from mailsec.services import membership_set, organisation_create
+from mailsec.services.members import member_add, organisation_create
 
 
 class Command(BaseCommand):
@@ -28,7 +27,6 @@ class Command(BaseCommand):
         parser.add_argument("--create-organisation", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        User = get_user_model()
         with transaction.atomic():
             organisation = Organisation.objects.filter(slug=options["organisation"]).first()
             if organisation is None:
@@ -38,14 +36,17 @@ class Command(BaseCommand):
                         "(pass --create-organisation to create one with that name)"
                     )
                 organisation = organisation_create(name=options["organisation"], actor=None)
-            user = User.objects.filter(username=options["user"]).first()
-            password = None
-            if user is None:
-                password = secrets.token_urlsafe(12)
-                user = User.objects.create_user(username=options["user"], password=password)
-            membership_set(
-                organisation=organisation, user=user, role=Role(options["role"]), actor=None
-            )
+            try:
+                # The operator at the server's command line acts as the system (actor None).
+                membership, password = member_add(
+                    organisation=organisation,
+                    username=options["user"],
+                    role=Role(options["role"]),
+                    actor=None,
+                )
+            except ValidationError as exc:
+                raise CommandError(" ".join(exc.messages)) from None
+        user = membership.user
         self.stdout.write(
             f"{user.get_username()} is {options['role']} of {organisation.name} ({organisation.slug})"
         )

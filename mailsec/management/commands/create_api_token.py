@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from mailsec.models import TokenScope
-from mailsec.services import api_token_create
+from mailsec.services.tokens import api_token_create
 
 
 class Command(BaseCommand):

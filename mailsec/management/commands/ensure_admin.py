@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from mailsec.models import Role
-from mailsec.services import membership_set, organisation_create
+from mailsec.services.members import membership_set, organisation_create
 
 
 class Command(BaseCommand):

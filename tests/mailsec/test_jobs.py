@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from mailsec.jobs import current_claimer, task_run_claim, task_run_execute, task_run_finish
 from mailsec.models import TaskRun, TaskState
-from mailsec.services import current_claimer, task_run_claim, task_run_execute, task_run_finish
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +88,7 @@ def test_a_superseded_claimer_cannot_record_an_outcome(run):
 
 
 def test_abandoned_runs_are_reaped_as_failed(org):
-    from mailsec.services import task_runs_reap
+    from mailsec.jobs import task_runs_reap
 
     now = timezone.now()
     stuck = TaskRun.objects.create(organisation=org, kind="t", state=TaskState.RUNNING,
