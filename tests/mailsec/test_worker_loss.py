@@ -11,7 +11,7 @@ import pytest
 from dns_records.models import CheckState, Domain
 from dns_records.tasks import check_domain
 from mailsec.jobs import task_run_create
-from mailsec.models import TaskRun, TaskState
+from mailsec.models import TaskKind, TaskRun, TaskState
 from tests import settings as test_settings
 from tests.servers import CeleryWorker, SlowDnsRelay, missing
 
@@ -54,7 +54,7 @@ def slow_worker(celery_worker, knot, tmp_path):
 def test_killed_pool_process_job_is_redelivered_and_completed(slow_worker, org):
     worker, relay, queue = slow_worker
     domain = Domain.objects.create(organisation=org, name="good.test")
-    run = task_run_create(organisation=org, kind="domain.check", obj=domain, actor=None)
+    run = task_run_create(organisation=org, kind=TaskKind.DOMAIN_CHECK, obj=domain, actor=None)
     relay.slow.set()
     check_domain.apply_async(
         kwargs={"task_run_id": str(run.id), "domain_id": domain.pk},
