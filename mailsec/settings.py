@@ -275,3 +275,6 @@ CELERY_BEAT_SCHEDULE = {
 # Extra CA certificates trusted (besides the system's) when fetching MTA-STS policies: for a
 # private PKI.
 MAILSEC_TLS_CA_FILE = env_str("MAILSEC_TLS_CA_FILE")
+# The port MTA-STS policies are fetched from: 443 by RFC 8461; only the tests' policy server,
+# which runs unprivileged, changes it (tests/settings.py and the test worker's settings).
+MAILSEC_MTA_STS_HTTPS_PORT = 443
