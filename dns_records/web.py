@@ -59,9 +59,14 @@ def fetch_https(
     *,
     timeout: float = 10.0,
     max_bytes: int = 64 * 1024,
-    port: int = 443,
+    port: int | None = None,
 ) -> Fetch:
-    """GET https://host/path from the first of `addresses` that accepts a connection."""
+    """GET https://host/path from the first of `addresses` that accepts a connection.
+
+    The port is MAILSEC_MTA_STS_HTTPS_PORT (443) unless given; the setting is read per call.
+    """
+    if port is None:
+        port = int(settings.MAILSEC_MTA_STS_HTTPS_PORT)
     url = f"https://{host}{path}"
     allowed = [a for a in addresses if address_allowed(a)]
     if not allowed:

@@ -116,7 +116,7 @@ MTA_STS_CERT_NAMES = [*MTA_STS_POLICIES, "mta-sts.missing.policy.test"]
 
 @pytest.fixture(scope="session")
 def policy_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyWebServer]:
-    """HTTPS on 127.0.0.15:443 serving the MTA-STS policies of the fixture zones."""
+    """HTTPS on a free port of 127.0.0.15 serving the MTA-STS policies of the fixture zones."""
     server = PolicyWebServer(
         tmp_path_factory.mktemp("policy-web"), MTA_STS_POLICIES, MTA_STS_CERT_NAMES
     )
@@ -134,7 +134,8 @@ def knot(
     """Knot DNS serving tests/fixtures/zones; the product's resolver is pointed at it.
 
     The MTA-STS policy server comes with it, since the fixture zones point policy hosts there;
-    mailsec may reach loopback and trusts the server's test CA, only while it runs.
+    mailsec may reach loopback, trusts the server's test CA and fetches policies from the
+    server's port, only while it runs.
     """
     server = KnotServer(tmp_path_factory.mktemp("knot"))
     server.start()
@@ -142,10 +143,12 @@ def knot(
         settings.MAILSEC_DNS_NAMESERVERS,
         settings.MAILSEC_PROBE_ALLOW_NETWORKS,
         settings.MAILSEC_TLS_CA_FILE,
+        settings.MAILSEC_MTA_STS_HTTPS_PORT,
     )
     settings.MAILSEC_DNS_NAMESERVERS = [parse_nameserver(server.nameserver)]
     settings.MAILSEC_PROBE_ALLOW_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
     settings.MAILSEC_TLS_CA_FILE = str(policy_web.ca_file)
+    settings.MAILSEC_MTA_STS_HTTPS_PORT = policy_web.port
     try:
         yield server
     finally:
@@ -153,6 +156,7 @@ def knot(
             settings.MAILSEC_DNS_NAMESERVERS,
             settings.MAILSEC_PROBE_ALLOW_NETWORKS,
             settings.MAILSEC_TLS_CA_FILE,
+            settings.MAILSEC_MTA_STS_HTTPS_PORT,
         ) = previous
         server.stop()
 
@@ -171,16 +175,21 @@ def celery_worker(
     django_db_setup: None,
     django_db_blocker: Any,
     knot: KnotServer,
+    policy_web: PolicyWebServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[CeleryWorker]:
-    """A real Celery worker on Redis, reading the test database and resolving through Knot."""
+    """A real Celery worker on Redis, reading the test database and resolving through Knot.
+
+    Its settings are the product's plus the policy server's port (tests/worker_settings.py);
+    everything else comes from the environment, as in production.
+    """
     if not test_settings.REDIS_AVAILABLE:
         missing("Redis is not running on 127.0.0.1:6379")
     with django_db_blocker.unblock():
         database_url = _database_url()
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mailsec.settings",
+        "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
         "MAILSEC_DEBUG": "1",
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": test_settings.TEST_BROKER_URL,
@@ -190,6 +199,7 @@ def celery_worker(
         "MAILSEC_TLS_CA_FILE": settings.MAILSEC_TLS_CA_FILE,
         "MAILSEC_DNS_TIMEOUT": "2",
         "MAILSEC_VAR_DIR": str(tmp_path_factory.mktemp("worker-var")),
+        "MAILSEC_TEST_MTA_STS_PORT": str(policy_web.port),
     }
     worker = CeleryWorker(tmp_path_factory.mktemp("worker"), env)
     worker.start()

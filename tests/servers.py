@@ -275,8 +275,10 @@ POLICY_WEB_ADDRESS = "127.0.0.15"
 
 
 class PolicyWebServer:
-    """An HTTPS server on POLICY_WEB_ADDRESS:443 serving MTA-STS policies by Host header.
+    """An HTTPS server on a free port of POLICY_WEB_ADDRESS serving MTA-STS policies by Host header.
 
+    It runs unprivileged: the port is chosen by the system at start (`.port`), and the tests
+    point mailsec's fetch at it (MAILSEC_MTA_STS_HTTPS_PORT); production fetches from 443.
     Its certificate comes from a throwaway CA made at start and covers `names`; the tests give
     mailsec that CA (MAILSEC_TLS_CA_FILE), as a private PKI would.
     """
@@ -293,6 +295,7 @@ class PolicyWebServer:
         self.names = names
         self.address = address
         self.ca_file = directory / "ca.pem"
+        self.port = 0  # set by start()
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -319,10 +322,10 @@ class PolicyWebServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        try:
-            server = ThreadingHTTPServer((self.address, 443), Handler)
-        except PermissionError:
-            missing("binding port 443 for the MTA-STS policy server needs root")
+        # Port 0: the system picks a free port as the socket binds, so no root is needed and
+        # concurrent test runs never collide.
+        server = ThreadingHTTPServer((self.address, 0), Handler)
+        self.port = int(server.server_address[1])
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         server.socket = context.wrap_socket(server.socket, server_side=True)
