@@ -6,27 +6,12 @@ from typing import Any
 
 from django.db import models
 
+from dns_records.checks import check_label
 from dns_records.names import display_domain
+from dns_records.status import STATUS_CHOICES, CheckStatus
 from mailsec.models import Organisation
 
-
-class CheckStatus(models.TextChoices):
-    OK = "ok", "OK"
-    WARNING = "warning", "Warning"
-    FAIL = "fail", "Fail"
-    ERROR = "error", "Error"
-
-
-class CheckName(models.TextChoices):
-    DELEGATION = "delegation", "Delegation (NS and SOA)"
-    SPF = "spf", "SPF"
-    DMARC = "dmarc", "DMARC"
-    MX = "mx", "MX"
-    RDNS = "rdns", "Reverse DNS"
-    MTA_STS = "mta_sts", "MTA-STS"
-    TLS_RPT = "tls_rpt", "TLS reporting"
-    DNSSEC = "dnssec", "DNSSEC"
-    BIMI = "bimi", "BIMI"
+__all__ = ["CheckEvent", "CheckResult", "CheckState", "CheckStatus", "Domain"]
 
 
 class Domain(models.Model):
@@ -39,7 +24,7 @@ class Domain(models.Model):
         null=True, blank=True, help_text="When the scheduler next queues this domain's checks"
     )
     worst_status = models.CharField(
-        max_length=10, choices=CheckStatus.choices, blank=True, help_text="Worst current check"
+        max_length=10, choices=STATUS_CHOICES, blank=True, help_text="Worst current check"
     )
 
     class Meta:
@@ -65,8 +50,8 @@ class CheckResult(models.Model):
     """One run of one check against one domain; the newest per name is the current status."""
 
     domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="check_results")
-    name = models.CharField(max_length=20, choices=CheckName.choices)
-    status = models.CharField(max_length=10, choices=CheckStatus.choices)
+    name = models.CharField(max_length=20, help_text="The check (see dns_records.checks)")
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES)
     summary = models.CharField(max_length=500)
     details: models.JSONField[Any] = models.JSONField(default=dict)
     checked_at = models.DateTimeField()
@@ -76,18 +61,24 @@ class CheckResult(models.Model):
         indexes = [
             # Latest result per check of a domain, and its history newest first.
             models.Index(fields=["domain", "name", "-checked_at"], name="checkresult_latest"),
+            # Pruning: every run older than the history cutoff.
+            models.Index(fields=["checked_at"], name="checkresult_checked_at"),
         ]
 
     def __str__(self) -> str:
         return f"{self.domain} {self.name}: {self.status}"
+
+    @property
+    def label(self) -> str:
+        return check_label(self.name)
 
 
 class CheckState(models.Model):
     """The current result of one check of one domain: what pages and the API read."""
 
     domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="check_states")
-    name = models.CharField(max_length=20, choices=CheckName.choices)
-    status = models.CharField(max_length=10, choices=CheckStatus.choices)
+    name = models.CharField(max_length=20, help_text="The check (see dns_records.checks)")
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES)
     summary = models.CharField(max_length=500)
     details: models.JSONField[Any] = models.JSONField(default=dict)
     checked_at = models.DateTimeField()
@@ -105,14 +96,18 @@ class CheckState(models.Model):
     def __str__(self) -> str:
         return f"{self.domain} {self.name}: {self.status}"
 
+    @property
+    def label(self) -> str:
+        return check_label(self.name)
+
 
 class CheckEvent(models.Model):
     """A check's status changed: the history admins read, and what alerts will notify on."""
 
     domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="check_events")
-    name = models.CharField(max_length=20, choices=CheckName.choices)
-    previous_status = models.CharField(max_length=10, choices=CheckStatus.choices, blank=True)
-    status = models.CharField(max_length=10, choices=CheckStatus.choices)
+    name = models.CharField(max_length=20, help_text="The check (see dns_records.checks)")
+    previous_status = models.CharField(max_length=10, choices=STATUS_CHOICES, blank=True)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES)
     summary = models.CharField(max_length=500)
     created_at = models.DateTimeField()
 
@@ -125,3 +120,7 @@ class CheckEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.domain} {self.name}: {self.previous_status or 'new'} -> {self.status}"
+
+    @property
+    def label(self) -> str:
+        return check_label(self.name)

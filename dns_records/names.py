@@ -6,8 +6,10 @@ import ipaddress
 import re
 
 import idna
+from publicsuffixlist import PublicSuffixList
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_psl = PublicSuffixList()
 
 
 class InvalidDomainName(ValueError):
@@ -67,3 +69,8 @@ def display_domain(ascii_name: str) -> str:
         return idna.decode(ascii_name)
     except idna.IDNAError:
         return ascii_name
+
+
+def organisational_domain(domain: str) -> str:
+    """The registrable domain (RFC 7489 3.2), from the bundled public suffix list."""
+    return _psl.privatesuffix(domain.lower().rstrip(".")) or domain.lower().rstrip(".")

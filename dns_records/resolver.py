@@ -1,18 +1,16 @@
 """The one adapter to DNS: every lookup mailsec makes goes through `Resolver`.
 
-Answers come back as `Lookup` values that keep "the record does not exist" (nxdomain, nodata)
-apart from "the lookup failed" (error): a timeout, SERVFAIL or REFUSED must never read as a
-missing record.
+Answers come back as `dns_records.lookups.Lookup` values that keep "the record does not exist"
+(nxdomain, nodata) apart from "the lookup failed" (error): a timeout, SERVFAIL or REFUSED must
+never read as a missing record.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from concurrent.futures import Future
 
 import dns.exception
 import dns.flags
@@ -26,36 +24,8 @@ import dns.resolver
 import dns.reversename
 from django.conf import settings
 
+from dns_records.lookups import Lookup, LookupStatus
 from mailsec.env import Nameserver
-
-
-class LookupStatus(StrEnum):
-    OK = "ok"
-    NXDOMAIN = "nxdomain"
-    NODATA = "nodata"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """The outcome of one query. `records` holds each answer's presentation text."""
-
-    name: str
-    rdtype: str
-    status: LookupStatus
-    records: tuple[str, ...] = ()
-    ttl: int | None = None
-    canonical_name: str | None = None
-    reason: str = ""
-    authenticated: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.status is LookupStatus.OK
-
-    @property
-    def failed(self) -> bool:
-        return self.status is LookupStatus.ERROR
 
 
 def _answer(name: str, rdtype: str, response: dns.message.Message) -> Lookup:
@@ -89,9 +59,12 @@ def _rdata_text(rdata: object, rdtype: str) -> str:
 class Resolver:
     """A stub resolver bound to the configured name servers, with a per-lookup time limit.
 
-    Each query goes to the servers in order over UDP (TCP when truncated) from one reused
-    socket per thread: dnspython's full resolver machinery (search lists, caching, rotation)
-    costs more CPU than the lookup itself when the servers are close by.
+    Each query goes to the servers in order over UDP (TCP when truncated): dnspython's full
+    resolver machinery (search lists, caching, rotation) costs more CPU than the lookup itself
+    when the servers are close by. Every query leaves from a fresh socket, so from a port the
+    kernel picks at random (RFC 5452): with a reused socket only the 16-bit query id would stand
+    between an off-path attacker and a forged answer (one that decides, say, where the MTA-STS
+    policy is fetched from).
     """
 
     def __init__(
@@ -103,21 +76,10 @@ class Resolver:
             system = dns.resolver.Resolver(configure=True)
             servers = [Nameserver(str(address), 53) for address in system.nameservers]
         self._servers = list(servers)
-        self._sockets = threading.local()
 
     @property
     def nameservers(self) -> list[str]:
         return [f"{server.address}:{server.port}" for server in self._servers]
-
-    def _socket(self, address: str) -> socket.socket:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        attribute = f"udp{int(family)}"
-        sock: socket.socket | None = getattr(self._sockets, attribute, None)
-        if sock is None:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            setattr(self._sockets, attribute, sock)
-        return sock
 
     def lookup(self, name: str, rdtype: str) -> Lookup:
         try:
@@ -135,7 +97,7 @@ class Resolver:
             try:
                 response = dns.query.udp(
                     query, server.address, port=server.port, timeout=remaining,
-                    sock=self._socket(server.address), ignore_unexpected=True,
+                    ignore_unexpected=True,
                 )  # fmt: skip
                 if response.flags & dns.flags.TC:
                     response = dns.query.tcp(
@@ -179,16 +141,19 @@ def reverse_name(address: str) -> str:
 
 
 class CachingResolver(Resolver):
-    """A resolver that answers a repeated question from memory, for one run of checks.
+    """A resolver that asks each question once, for one batch of checks.
 
-    Checks of one domain ask the same questions (the MX hosts' addresses serve the MX, reverse
-    DNS and SPF checks); the memory lives only as long as this object, so no answer goes stale.
+    The checks of one domain ask the same questions (the MX hosts' addresses serve the MX,
+    reverse DNS, SPF and MTA-STS checks), and the domains of a batch share providers' records
+    (one name may even be a domain of several organisations). The memory lives only as long as
+    this object, so no answer goes stale; a question already on the wire is waited for, not
+    asked again. Once `cancelled` is set, every new question is answered with an error at once.
     """
 
     def __init__(self, inner: Resolver, cancelled: threading.Event | None = None) -> None:
         self._inner = inner
         self.timeout = inner.timeout
-        self._answers: dict[tuple[str, str], Lookup] = {}
+        self._answers: dict[tuple[str, str], Future[Lookup]] = {}
         self._lock = threading.Lock()
         self._cancelled = cancelled
 
@@ -201,13 +166,19 @@ class CachingResolver(Resolver):
             return Lookup(name, rdtype, LookupStatus.ERROR, reason="cancelled: out of time")
         key = (name.lower().rstrip("."), rdtype)
         with self._lock:
-            cached = self._answers.get(key)
-        if cached is not None:
-            return cached
-        answer = self._inner.lookup(name, rdtype)
-        with self._lock:
-            self._answers[key] = answer
-        return answer
+            answer = self._answers.get(key)
+            asking = answer is None
+            if answer is None:
+                answer = self._answers[key] = Future()
+        if asking:
+            try:
+                answer.set_result(self._inner.lookup(name, rdtype))
+            except BaseException as exc:
+                answer.set_exception(exc)
+                with self._lock:
+                    self._answers.pop(key, None)
+                raise
+        return answer.result()
 
     @property
     def queries(self) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
 
-from dns_records.models import CheckStatus
+from dns_records.status import CheckStatus
 
 
 class CheckResultDict(TypedDict):

@@ -8,11 +8,12 @@ from django.db.models import CharField, Count, Exists, OuterRef, QuerySet, Subqu
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from dns_records.models import CheckEvent, CheckName, CheckState, CheckStatus, Domain
+from dns_records.checks import check_names
+from dns_records.models import CheckEvent, CheckState, Domain
+from dns_records.status import CheckStatus
 from mailsec.models import UNFINISHED_TASK_STATES, TaskKind, TaskRun
 from mailsec.selectors import User, organisations_visible
 
-CHECK_ORDER = {name: index for index, name in enumerate(CheckName.values)}
 # A check queued longer ago than this is no longer shown as running: no worker took it, and the
 # page should stop polling and offer "Check now" again rather than spin forever.
 PENDING_CUTOFF = timedelta(minutes=15)
@@ -35,7 +36,7 @@ def domains_visible(user: User, *, search: str = "", status: str = "") -> QueryS
     )
     if search:
         queryset = queryset.filter(name__icontains=search.strip().lower())
-    if status in CheckStatus.values:
+    if status in set(CheckStatus):
         queryset = queryset.filter(worst_status=status)
     elif status == "unchecked":
         queryset = queryset.filter(worst_status="")
@@ -51,8 +52,9 @@ def domains_visible(user: User, *, search: str = "", status: str = "") -> QueryS
 
 def current_checks(domain: Domain) -> list[CheckState]:
     """The current result of each check, in the order the checks are listed."""
+    order = {name: index for index, name in enumerate(check_names())}
     states = list(CheckState.objects.filter(domain=domain))
-    return sorted(states, key=lambda s: CHECK_ORDER.get(s.name, len(CHECK_ORDER)))
+    return sorted(states, key=lambda s: order.get(s.name, len(order)))
 
 
 def status_counts(domain: Domain) -> dict[str, int]:

@@ -13,12 +13,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from dns_records.checks import iter_many
-from dns_records.models import CheckEvent, CheckResult, CheckState, CheckStatus, Domain
+from dns_records.context import check_contexts
+from dns_records.models import CheckEvent, CheckResult, CheckState, Domain
 from dns_records.names import InvalidDomainName, normalise_domain
 from dns_records.resolver import Resolver
 from dns_records.results import CheckOutcome, worst
+from dns_records.runner import iter_many
 from dns_records.selectors import check_pending
+from dns_records.status import CheckStatus
 from mailsec.jobs import task_run_create, task_run_enqueue
 from mailsec.models import Organisation, TaskKind, TaskRun
 from mailsec.selectors import can_write
@@ -32,12 +34,6 @@ def _require_write(actor: Actor, organisation: Organisation) -> None:
 
 def check_interval() -> timedelta:
     return timedelta(minutes=settings.MAILSEC_CHECK_INTERVAL_MINUTES)
-
-
-def report_address_for(domain: str) -> str:
-    """Where DMARC and TLS reports should go: mailsec's ingest address when one is set."""
-    addresses = settings.MAILSEC_INGEST_ADDRESSES
-    return addresses[0] if addresses else f"dmarc-reports@{domain}"
 
 
 def domain_create(*, organisation: Organisation, name: str, actor: Actor) -> Domain:
@@ -101,40 +97,42 @@ def domain_check_request(*, domain: Domain, actor: Actor) -> TaskRun:
 
 def domains_check(
     *, domain_ids: Iterable[int], resolver: Resolver | None = None
-) -> dict[str, list[CheckOutcome]]:
-    """Run every check of these domains concurrently and store the results; the worker's job."""
-    # One domain name may belong to several organisations: look it up once, store it for each.
-    by_name: dict[str, list[Domain]] = {}
-    for domain in Domain.objects.filter(pk__in=list(domain_ids)):
-        by_name.setdefault(domain.name, []).append(domain)
-    if not by_name:
+) -> dict[int, list[CheckOutcome]]:
+    """Run every check of these domains concurrently and store the results; the worker's job.
+
+    Each Domain row is checked in its own context (a name in two organisations may have
+    different hosts and keys); the lookups are shared across the batch.
+    """
+    domains = {d.pk: d for d in Domain.objects.filter(pk__in=list(domain_ids))}
+    if not domains:
         return {}
-    outcomes: dict[str, list[CheckOutcome]] = {}
+    contexts = check_contexts(list(domains.values()))
+    outcomes: dict[int, list[CheckOutcome]] = {}
     # Each domain is stored as soon as it is done, so a batch cut short keeps what it finished.
-    for name, results in iter_many(
-        by_name,
+    for pk, results in iter_many(
+        contexts.items(),
         resolver or Resolver(),
-        report_address=report_address_for,
         max_workers=settings.MAILSEC_CHECK_CONCURRENCY,
     ):
-        checked_at = timezone.now()
-        stored = [
-            check_outcomes_store(domain=domain, outcomes=results, checked_at=checked_at)
-            for domain in by_name[name]
-        ]
-        if any(stored):
-            outcomes[name] = results
+        stored = check_outcomes_store(
+            domain=domains[pk], outcomes=results, checked_at=timezone.now()
+        )
+        if stored:
+            outcomes[pk] = results
     return outcomes
 
 
 def domain_checks_run(*, domain_id: int, resolver: Resolver | None = None) -> dict[str, Any]:
     """Check one domain now (the "Check now" task) and describe the outcome for its task run."""
     outcomes = domains_check(domain_ids=[domain_id], resolver=resolver)
-    if not outcomes:
+    if domain_id not in outcomes:
         return {"domain": None, "skipped": "the domain was deleted before its check ran"}
-    ((name, results),) = outcomes.items()
+    name = Domain.objects.filter(pk=domain_id).values_list("name", flat=True).first()
     checked_at = timezone.now()
-    return {"domain": name, "checks": [o.as_dict(checked_at) for o in results]}
+    return {"domain": name, "checks": [o.as_dict(checked_at) for o in outcomes[domain_id]]}
+
+
+STATE_FIELDS = ["status", "summary", "details", "checked_at", "changed_at"]
 
 
 @transaction.atomic
@@ -143,15 +141,17 @@ def check_outcomes_store(
 ) -> bool:
     """Keep the run as history, update the current state, and record each status change.
 
-    False when the domain was deleted while it was being checked: there is nothing to store.
+    One read of the current states, one bulk insert each for history and events, one bulk
+    upsert of the states. False when the domain was deleted while it was being checked.
     """
+    domain_id = domain.pk
     # Locking the domain row orders this against a concurrent delete of the domain.
-    if not Domain.objects.select_for_update().filter(pk=domain.pk).exists():
+    if not Domain.objects.select_for_update().filter(pk=domain_id).exists():
         return False
-    current = {s.name: s for s in CheckState.objects.select_for_update().filter(domain=domain)}
+    current = {s.name: s for s in CheckState.objects.filter(domain_id=domain_id)}
     CheckResult.objects.bulk_create(
         CheckResult(
-            domain=domain,
+            domain_id=domain_id,
             name=o.name,
             status=o.status,
             summary=o.summary[:500],
@@ -160,15 +160,16 @@ def check_outcomes_store(
         )
         for o in outcomes
     )
-    events = []
+    events, states = [], []
     for outcome in outcomes:
         state = current.get(outcome.name)
         if state is not None and state.checked_at > checked_at:
             continue  # a newer result is already current; this run stays in the history only
-        if state is None or state.status != outcome.status:
+        changed = state is None or state.status != outcome.status
+        if changed:
             events.append(
                 CheckEvent(
-                    domain=domain,
+                    domain_id=domain_id,
                     name=outcome.name,
                     previous_status=state.status if state else "",
                     status=outcome.status,
@@ -176,24 +177,28 @@ def check_outcomes_store(
                     created_at=checked_at,
                 )
             )
-        changed_at = (
-            checked_at if state is None or state.status != outcome.status else state.changed_at
+        states.append(
+            CheckState(
+                domain_id=domain_id,
+                name=outcome.name,
+                status=outcome.status,
+                summary=outcome.summary[:500],
+                details=outcome.details,
+                checked_at=checked_at,
+                changed_at=checked_at if changed or state is None else state.changed_at,
+            )
         )
-        CheckState.objects.update_or_create(
-            domain=domain,
-            name=outcome.name,
-            defaults={
-                "status": outcome.status,
-                "summary": outcome.summary[:500],
-                "details": outcome.details,
-                "checked_at": checked_at,
-                "changed_at": changed_at,
-            },
-        )
+    CheckState.objects.bulk_create(
+        states,
+        update_conflicts=True,
+        unique_fields=["domain", "name"],
+        update_fields=STATE_FIELDS,
+    )
     CheckEvent.objects.bulk_create(events)
-    statuses = [CheckStatus(s.status) for s in CheckState.objects.filter(domain=domain)]
-    Domain.objects.filter(pk=domain.pk).update(
-        worst_status=worst(statuses), next_check_at=checked_at + check_interval()
+    statuses = {name: CheckStatus(state.status) for name, state in current.items()}
+    statuses.update({state.name: CheckStatus(state.status) for state in states})
+    Domain.objects.filter(pk=domain_id).update(
+        worst_status=worst(list(statuses.values())), next_check_at=checked_at + check_interval()
     )
     return True
 

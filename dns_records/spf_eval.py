@@ -7,13 +7,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import spf
 
-from dns_records.resolver import LookupStatus, Resolver
+from dns_records.lookups import LookupStatus, Resolving, SpfEvaluation, SpfResult
 
 # RFC 7208 4.6.4: a receiver should allow at least 20 seconds for the whole evaluation.
 DEFAULT_TIME_LIMIT = 20.0
@@ -22,31 +20,10 @@ DEFAULT_TIME_LIMIT = 20.0
 _QUERY_TYPES = frozenset({"A", "AAAA", "MX", "PTR", "TXT"})
 
 
-class SpfResult(StrEnum):
-    """The seven results of RFC 7208 section 2.6."""
-
-    PASS = "pass"  # noqa: S105  (an SPF result, not a password)
-    FAIL = "fail"
-    SOFTFAIL = "softfail"
-    NEUTRAL = "neutral"
-    NONE = "none"
-    PERMERROR = "permerror"
-    TEMPERROR = "temperror"
-
-
-@dataclass(frozen=True)
-class SpfEvaluation:
-    """The outcome of one `check_host`: result, explanation, and the DNS queries it took."""
-
-    result: SpfResult
-    explanation: str
-    lookups: int
-
-
 class _Binding:
     """The resolver one evaluation uses, and how many queries it sent through it."""
 
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(self, resolver: Resolving) -> None:
         self.resolver = resolver
         self.lookups = 0
 
@@ -104,7 +81,7 @@ def installed() -> bool:
 
 
 @contextmanager
-def _bound(resolver: Resolver) -> Iterator[_Binding]:
+def _bound(resolver: Resolving) -> Iterator[_Binding]:
     binding = _Binding(resolver)
     token = _binding.set(binding)
     try:
@@ -139,7 +116,7 @@ def evaluate_spf(
     ip: str,
     domain: str,
     *,
-    resolver: Resolver,
+    resolver: Resolving,
     sender: str | None = None,
     helo: str | None = None,
     default_explanation: str | None = None,

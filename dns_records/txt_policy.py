@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dns_records.models import CheckStatus
-from dns_records.resolver import Lookup
+from dns_records.lookups import Lookup
 from dns_records.results import CheckOutcome
+from dns_records.status import CheckStatus
 
 
 @dataclass(frozen=True)

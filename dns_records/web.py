@@ -12,28 +12,12 @@ import ipaddress
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from django.conf import settings
 
+from dns_records.lookups import Fetch
+
 USER_AGENT = "mailsec (MTA-STS policy check)"
-
-
-@dataclass(frozen=True)
-class Fetch:
-    """What one fetch got: the response, or why there is none."""
-
-    url: str
-    status: int | None = None
-    body: str = ""
-    content_type: str = ""
-    address: str = ""
-    error: str = ""  # mailsec could not tell: timeout, refused, not allowed to connect
-    fault: str = ""  # the server is wrong: certificate not valid for the host, body too large
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 200 and not self.error and not self.fault
 
 
 def address_allowed(address: str) -> bool:

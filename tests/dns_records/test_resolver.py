@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from dns_records.resolver import LookupStatus, Resolver
+from dns_records.lookups import LookupStatus
+from dns_records.resolver import Resolver
 from mailsec.env import parse_nameserver
 
 pytestmark = pytest.mark.knot

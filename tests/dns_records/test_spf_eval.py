@@ -9,8 +9,9 @@ import pytest
 import spf
 
 from dns_records import spf_eval
-from dns_records.resolver import Lookup, Resolver
-from dns_records.spf_eval import SpfResult, evaluate_spf
+from dns_records.lookups import Lookup, SpfResult
+from dns_records.resolver import Resolver
+from dns_records.spf_eval import evaluate_spf
 from mailsec.env import parse_nameserver
 from tests.servers import free_port
 

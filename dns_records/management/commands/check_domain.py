@@ -8,10 +8,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from dns_records.checks import run_domain_checks
+from dns_records.context import context_for_name
 from dns_records.names import InvalidDomainName, normalise_domain
 from dns_records.resolver import Resolver
-from dns_records.services import report_address_for
+from dns_records.runner import run_domain_checks
 
 MARK = {"ok": "ok  ", "warning": "WARN", "fail": "FAIL", "error": "ERR "}
 
@@ -28,7 +28,7 @@ class Command(BaseCommand):
             name = normalise_domain(options["name"])
         except InvalidDomainName as exc:
             raise CommandError(str(exc)) from None
-        outcomes = run_domain_checks(name, Resolver(), report_address=report_address_for(name))
+        outcomes = run_domain_checks(context_for_name(name), Resolver())
         checked_at = timezone.now()
         if options["json"]:
             payload = {"domain": name, "checks": [o.as_dict(checked_at) for o in outcomes]}
@@ -42,3 +42,5 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"       publish {suggestion['type']} {suggestion['name']}: {suggestion['value']}"
                 )
+                if suggestion.get("note"):
+                    self.stdout.write(f"       ({suggestion['note']})")

@@ -6,9 +6,12 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from dns_records.models import CheckName, CheckStatus
-from dns_records.resolver import Lookup, LookupStatus
+from dns_records.checks.base import Check, CheckContext
+from dns_records.lookups import Lookup, LookupStatus, Net, Resolving, host_addresses
 from dns_records.results import CheckOutcome, Finding, outcome_from_findings
+from dns_records.status import CheckStatus
+
+NAME = "mx"
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,34 @@ class MxLookups:
     mx: Lookup
     addresses: dict[str, list[Lookup]] = field(default_factory=dict)  # by host: [A, AAAA]
 
+    def hosts(self) -> list[str]:
+        """The MX host names, without a null MX's '.'."""
+        return [h.host for h in parse_mx(self.mx.records) if h.host != "."] if self.mx.ok else []
 
-def host_addresses(lookups: list[Lookup]) -> list[str]:
-    return sorted({a for lk in lookups if lk.ok and lk.rdtype in {"A", "AAAA"} for a in lk.records})
+    def is_null(self) -> bool:
+        return self.mx.ok and is_null_mx(parse_mx(self.mx.records))
+
+    def address_owners(self) -> dict[str, str]:
+        """Each address of the MX hosts, with the host it belongs to."""
+        result: dict[str, str] = {}
+        for host, lookups in self.addresses.items():
+            for address in host_addresses(lookups):
+                result.setdefault(address, host)
+        return result
+
+
+def mx_lookups(domain: str, resolver: Resolving) -> MxLookups:
+    """The MX records and each host's addresses; shared by the MX, rDNS, SPF and MTA-STS checks
+    (a caching resolver asks each question once)."""
+    lookups = MxLookups(domain, resolver.lookup(domain, "MX"))
+    for host in lookups.hosts():
+        found = list(resolver.addresses(host))
+        # An alias to another zone comes back from an authoritative server as a bare CNAME
+        # with no address: ask for the CNAME itself to tell it from a missing host.
+        if not host_addresses(found):
+            found.append(resolver.lookup(host, "CNAME"))
+        lookups.addresses[host] = found
+    return lookups
 
 
 def _alias_target(host: str, lookups: list[Lookup]) -> str | None:
@@ -62,18 +90,18 @@ def evaluate_mx(lookups: MxLookups) -> CheckOutcome:
     details: dict[str, Any] = {}
     if mx.failed:
         return CheckOutcome(
-            CheckName.MX,
+            NAME,
             CheckStatus.ERROR,
             f"Could not look up the MX records: {mx.reason}",
             details,
         )
     if mx.status is LookupStatus.NXDOMAIN:
         return CheckOutcome(
-            CheckName.MX, CheckStatus.FAIL, f"{lookups.domain} does not exist (NXDOMAIN).", details
+            NAME, CheckStatus.FAIL, f"{lookups.domain} does not exist (NXDOMAIN).", details
         )
     if mx.status is LookupStatus.NODATA:
         return CheckOutcome(
-            CheckName.MX,
+            NAME,
             CheckStatus.FAIL,
             "No MX records: mail for this domain has nowhere defined to go.",
             details,
@@ -82,7 +110,7 @@ def evaluate_mx(lookups: MxLookups) -> CheckOutcome:
     if is_null_mx(hosts):
         details["null_mx"] = True
         return CheckOutcome(
-            CheckName.MX,
+            NAME,
             CheckStatus.OK,
             "Null MX (RFC 7505): this domain accepts no mail.",
             details,
@@ -152,5 +180,16 @@ def evaluate_mx(lookups: MxLookups) -> CheckOutcome:
                 )
             )
     return outcome_from_findings(
-        CheckName.MX, findings, f"{len(hosts)} MX hosts, each with its own address", details
+        NAME, findings, f"{len(hosts)} MX hosts, each with its own address", details
     )
+
+
+def gather(context: CheckContext, net: Net) -> MxLookups:
+    return mx_lookups(context.domain, net.resolver)
+
+
+def verdict(context: CheckContext, lookups: MxLookups) -> CheckOutcome:
+    return evaluate_mx(lookups)
+
+
+CHECK = Check(name=NAME, label="MX", order=40, gather=gather, verdict=verdict)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dns_records.models import CheckStatus
-from dns_records.resolver import Lookup, LookupStatus
-from dns_records.spf import SpfNode, SpfSyntaxError, evaluate_spf_tree, parse_spf, suggest_spf
+from dns_records.checks.spf import SpfNode, evaluate_spf_tree, suggest_spf
+from dns_records.lookups import Lookup, LookupStatus
+from dns_records.spf import SpfSyntaxError, parse_spf
+from dns_records.status import CheckStatus
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dns_records.models import CheckName, CheckStatus
-from dns_records.resolver import Lookup, LookupStatus
+from dns_records.checks.base import Check, CheckContext
+from dns_records.checks.mx import evaluate_mx, mx_lookups
+from dns_records.lookups import Lookup, LookupStatus, Net
 from dns_records.results import CheckOutcome, Finding, outcome_from_findings
+from dns_records.status import CheckStatus
+
+NAME = "rdns"
 
 
 @dataclass
@@ -23,11 +27,11 @@ class ReverseLookups:
 
 def evaluate_rdns(lookups: ReverseLookups) -> CheckOutcome:
     if lookups.null_mx:
-        return CheckOutcome(CheckName.RDNS, CheckStatus.OK, "Null MX: no mail server to check.", {})
+        return CheckOutcome(NAME, CheckStatus.OK, "Null MX: no mail server to check.", {})
     if not lookups.addresses:
         status = CheckStatus.WARNING if lookups.mx_usable else CheckStatus.ERROR
         return CheckOutcome(
-            CheckName.RDNS, status, "No mail server addresses to check: see the MX check.", {}
+            NAME, status, "No mail server addresses to check: see the MX check.", {}
         )
     findings: list[Finding] = []
     rows = []
@@ -75,4 +79,27 @@ def evaluate_rdns(lookups: ReverseLookups) -> CheckOutcome:
                     )
                 )
     ok = f"All {len(rows)} mail server addresses have forward-confirmed reverse DNS"
-    return outcome_from_findings(CheckName.RDNS, findings, ok, {"addresses": rows})
+    return outcome_from_findings(NAME, findings, ok, {"addresses": rows})
+
+
+def gather(context: CheckContext, net: Net) -> ReverseLookups:
+    mx = mx_lookups(context.domain, net.resolver)
+    lookups = ReverseLookups(
+        addresses=mx.address_owners(),
+        mx_usable=evaluate_mx(mx).status is not CheckStatus.ERROR,
+        null_mx=mx.is_null(),
+    )
+    for address in lookups.addresses:
+        ptr = net.resolver.reverse(address)
+        lookups.ptr[address] = ptr
+        if ptr.ok:
+            for name in ptr.records:
+                lookups.forward[name] = list(net.resolver.addresses(name))
+    return lookups
+
+
+def verdict(context: CheckContext, lookups: ReverseLookups) -> CheckOutcome:
+    return evaluate_rdns(lookups)
+
+
+CHECK = Check(name=NAME, label="Reverse DNS", order=50, gather=gather, verdict=verdict)

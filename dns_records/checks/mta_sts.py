@@ -1,21 +1,21 @@
-"""SMTP transport-security records: MTA-STS (RFC 8461) and TLS reporting (RFC 8460). Pure."""
+"""MTA-STS check (RFC 8461): the record, the policy host, and the policy fetched over HTTPS. Pure."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dns_records.models import CheckName, CheckStatus
-from dns_records.resolver import Lookup
+from dns_records.checks.base import Check, CheckContext
+from dns_records.checks.mx import mx_lookups
+from dns_records.lookups import Fetch, Lookup, Net, host_addresses
 from dns_records.results import CheckOutcome
+from dns_records.status import CheckStatus
 from dns_records.txt_policy import one_policy_record
 
-if TYPE_CHECKING:
-    from dns_records.web import Fetch
-
+NAME = "mta_sts"
 _STS_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
-_TLSRPT_URI = re.compile(r"^(mailto:[^@\s]+@[^\s,!]+|https://[^\s,]+)$", re.IGNORECASE)
+POLICY_FETCH_TIMEOUT = 10.0
 
 
 MODES = {"enforce", "testing", "none"}
@@ -76,7 +76,7 @@ def evaluate_mta_sts(
     mx_hosts: list[str] | None = None,
 ) -> CheckOutcome:
     found = one_policy_record(
-        CheckName.MTA_STS, txt, record_name=f"_mta-sts.{domain}", version="v=STSv1",
+        NAME, txt, record_name=f"_mta-sts.{domain}", version="v=STSv1",
         label="MTA-STS", suggestion=suggestion,
         hint=(
             f"First serve the policy at https://mta-sts.{domain}/.well-known/mta-sts.txt "
@@ -89,7 +89,7 @@ def evaluate_mta_sts(
     details = found.details
 
     def outcome(status: CheckStatus, summary: str) -> CheckOutcome:
-        return CheckOutcome(CheckName.MTA_STS, status, summary, details)
+        return CheckOutcome(NAME, status, summary, details)
 
     if found.tags.get("v") != "STSv1" or not _STS_ID.match(found.tags.get("id", "")):
         return outcome(
@@ -112,7 +112,7 @@ def _judge_policy(
     policy: Fetch, mx_hosts: list[str], policy_id: str, details: dict[str, Any]
 ) -> CheckOutcome:
     def outcome(status: CheckStatus, summary: str) -> CheckOutcome:
-        return CheckOutcome(CheckName.MTA_STS, status, summary, details)
+        return CheckOutcome(NAME, status, summary, details)
 
     if policy.error:
         return outcome(CheckStatus.ERROR, f"Could not fetch the MTA-STS policy: {policy.error}")
@@ -160,21 +160,35 @@ def _judge_policy(
     )
 
 
-def evaluate_tls_rpt(domain: str, txt: Lookup, suggestion: str) -> CheckOutcome:
-    found = one_policy_record(
-        CheckName.TLS_RPT, txt, record_name=f"_smtp._tls.{domain}", version="v=TLSRPTv1",
-        label="TLS-RPT", suggestion=suggestion,
-        absent=(CheckStatus.WARNING, "No TLS-RPT record: you hear nothing when senders fail to reach you over TLS."),
+@dataclass(frozen=True)
+class MtaStsLookups:
+    txt: Lookup
+    host_lookups: list[Lookup]
+    policy: Fetch | None
+    mx_hosts: list[str]
+
+
+def gather(context: CheckContext, net: Net) -> MtaStsLookups:
+    domain = context.domain
+    txt = net.resolver.lookup(f"_mta-sts.{domain}", "TXT")
+    host = f"mta-sts.{domain}"
+    host_lookups = list(net.resolver.addresses(host))
+    policy = None
+    if txt.ok and any(r.split(";", 1)[0].strip() == "v=STSv1" for r in txt.records):
+        addresses = host_addresses(host_lookups)
+        if addresses:
+            policy = net.fetch_https(
+                host, "/.well-known/mta-sts.txt", addresses, timeout=POLICY_FETCH_TIMEOUT
+            )
+    mx_hosts = mx_lookups(domain, net.resolver).hosts()
+    return MtaStsLookups(txt, host_lookups, policy, mx_hosts)
+
+
+def verdict(context: CheckContext, found: MtaStsLookups) -> CheckOutcome:
+    return evaluate_mta_sts(
+        context.domain, found.txt, found.host_lookups, suggestion=f"v=STSv1; id={context.stamp}",
+        policy=found.policy, mx_hosts=found.mx_hosts,
     )  # fmt: skip
-    if isinstance(found, CheckOutcome):
-        return found
-    uris = [u.strip() for u in found.tags.get("rua", "").split(",") if u.strip()]
-    if not uris or not all(_TLSRPT_URI.match(u) for u in uris):
-        return CheckOutcome(
-            CheckName.TLS_RPT, CheckStatus.FAIL,
-            "TLS-RPT record needs rua= with mailto: or https: addresses.", found.details,
-        )  # fmt: skip
-    found.details["rua"] = uris
-    return CheckOutcome(
-        CheckName.TLS_RPT, CheckStatus.OK, f"TLS reports go to {', '.join(uris)}", found.details
-    )
+
+
+CHECK = Check(name=NAME, label="MTA-STS", order=60, gather=gather, verdict=verdict)

@@ -6,11 +6,15 @@ Pure: takes lookups already made, returns a verdict. A failed lookup yields `err
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from dns_records.models import CheckName, CheckStatus
-from dns_records.resolver import Lookup, LookupStatus
+from dns_records.checks.base import Check, CheckContext
+from dns_records.lookups import Lookup, LookupStatus, Net
 from dns_records.results import CheckOutcome
+from dns_records.status import CheckStatus
+
+NAME = "delegation"
 
 SOA_FIELDS = ("mname", "rname", "serial", "refresh", "retry", "expire", "minimum")
 
@@ -31,7 +35,7 @@ def evaluate_delegation(
     domain: str, ns: Lookup, soa: Lookup, ns_addresses: Mapping[str, Sequence[Lookup]]
 ) -> CheckOutcome:
     def outcome(status: CheckStatus, summary: str, **details: Any) -> CheckOutcome:
-        return CheckOutcome(CheckName.DELEGATION, status, summary, details)
+        return CheckOutcome(NAME, status, summary, details)
 
     if ns.failed:
         return outcome(
@@ -100,3 +104,45 @@ def evaluate_delegation(
         f"Delegated to {len(servers)} name servers; SOA serial {serial}.",
         **details,
     )
+
+
+@dataclass(frozen=True)
+class DelegationLookups:
+    """The zone serving the domain (its own, or the nearest parent), its NS and SOA lookups."""
+
+    zone: str
+    ns: Lookup
+    soa: Lookup
+    ns_addresses: dict[str, list[Lookup]] = field(default_factory=dict)
+    resolvers: list[str] = field(default_factory=list)
+
+
+def gather(context: CheckContext, net: Net) -> DelegationLookups:
+    resolver = net.resolver
+    zone = context.domain
+    ns = resolver.lookup(zone, "NS")
+    # A name that exists without NS records lives inside its parent's zone (mail.example.com
+    # in example.com): that zone's delegation is the one that matters.
+    while ns.status is LookupStatus.NODATA and zone.count(".") > 1:
+        zone = zone.split(".", 1)[1]
+        ns = resolver.lookup(zone, "NS")
+    soa = resolver.lookup(zone, "SOA")
+    addresses = {host: list(resolver.addresses(host)) for host in ns.records} if ns.ok else {}
+    return DelegationLookups(zone, ns, soa, addresses, resolver.nameservers)
+
+
+def verdict(context: CheckContext, found: DelegationLookups) -> CheckOutcome:
+    outcome = evaluate_delegation(found.zone, found.ns, found.soa, found.ns_addresses)
+    outcome.details.setdefault("resolvers", found.resolvers)
+    if found.zone == context.domain:
+        return outcome
+    outcome.details["zone"] = found.zone
+    return CheckOutcome(
+        outcome.name,
+        outcome.status,
+        f"Served by its parent zone {found.zone}. {outcome.summary}",
+        outcome.details,
+    )
+
+
+CHECK = Check(name=NAME, label="Delegation (NS and SOA)", order=10, gather=gather, verdict=verdict)

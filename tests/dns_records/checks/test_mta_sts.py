@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from dns_records.mta_sts import MtaStsPolicyError, mx_matches, parse_policy
+from dns_records.checks.mta_sts import MtaStsPolicyError, mx_matches, parse_policy
 from dns_records.web import address_allowed
 
 

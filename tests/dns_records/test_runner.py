@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dns_records.checks import run_domain_checks
+from dns_records.checks import CheckContext
 from dns_records.resolver import Resolver
+from dns_records.runner import run_domain_checks
 from mailsec.env import parse_nameserver
 
 pytestmark = pytest.mark.knot
@@ -19,7 +20,7 @@ def resolver(knot):
 
 
 def check(resolver, domain, name):
-    outcomes = run_domain_checks(domain, resolver, report_address=REPORTS)
+    outcomes = run_domain_checks(CheckContext(domain, REPORTS), resolver)
     return next(o for o in outcomes if o.name == name)
 
 
@@ -120,7 +121,7 @@ def test_check_verdict(resolver, domain, name, status, phrase):
 
 
 def test_a_refused_domain_is_error_in_every_check(resolver):
-    outcomes = run_domain_checks("unserved.example", resolver, report_address=REPORTS)
+    outcomes = run_domain_checks(CheckContext("unserved.example", REPORTS), resolver)
     assert {o.status for o in outcomes} == {"error"}
 
 
@@ -212,7 +213,7 @@ def test_signed_zone_is_reported_signed(resolver):
 
 
 def test_exponential_include_fan_out_is_cut_short(resolver):
-    from dns_records.checks import MAX_SPF_NODES, build_spf_tree
+    from dns_records.checks.spf import MAX_SPF_NODES, build_spf_tree
 
     tree = build_spf_tree("fan.spf.test", resolver)
 
@@ -277,9 +278,9 @@ def test_mta_sts_details_carry_the_policy(resolver):
 
 
 def test_a_policy_record_needs_its_exact_version_tag():
-    from dns_records.bimi import evaluate_bimi
-    from dns_records.mta_sts import evaluate_tls_rpt
-    from dns_records.resolver import Lookup, LookupStatus
+    from dns_records.checks.bimi import evaluate_bimi
+    from dns_records.checks.tls_rpt import evaluate_tls_rpt
+    from dns_records.lookups import Lookup, LookupStatus
 
     txt = Lookup("_smtp._tls.d.test", "TXT", LookupStatus.OK, ("v=TLSRPTv10; rua=mailto:a@d.test",))
     assert evaluate_tls_rpt("d.test", txt, suggestion="x").summary.startswith("No TLS-RPT record")

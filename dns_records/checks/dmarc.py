@@ -6,11 +6,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from publicsuffixlist import PublicSuffixList
-
-from dns_records.models import CheckName, CheckStatus
-from dns_records.resolver import Lookup
+from dns_records.checks.base import Check, CheckContext
+from dns_records.lookups import Lookup, Net
+from dns_records.names import organisational_domain
 from dns_records.results import CheckOutcome, Finding, outcome_from_findings
+from dns_records.status import CheckStatus
+
+NAME = "dmarc"
 
 POLICIES = {"none", "quarantine", "reject"}
 KNOWN_TAGS = {
@@ -33,13 +35,6 @@ _TAG = re.compile(r"^[a-z][a-z0-9_]*$", re.IGNORECASE)
 _MAILTO = re.compile(
     r"^mailto:(?P<addr>[^!@\s]+@(?P<domain>[^!\s]+))(?:!\d+[kmgt]?)?$", re.IGNORECASE
 )
-
-_psl = PublicSuffixList()
-
-
-def organisational_domain(domain: str) -> str:
-    """The registrable domain (RFC 7489 3.2), from the bundled public suffix list."""
-    return _psl.privatesuffix(domain.lower().rstrip(".")) or domain.lower().rstrip(".")
 
 
 def is_dmarc(text: str) -> bool:
@@ -124,7 +119,10 @@ def parse_dmarc(text: str) -> DmarcRecord:
 
 @dataclass
 class DmarcLookups:
-    """What the dmarc check looked up: the policy record and each external report authorisation."""
+    """What the dmarc check looked up: the policy record and each external report authorisation.
+
+    `fallback` is the organisational domain's record, looked up when the domain has none.
+    """
 
     domain: str
     record_name: str
@@ -158,7 +156,7 @@ def evaluate_dmarc(lookups: DmarcLookups) -> CheckOutcome:
         failed = lookups.txt if lookups.txt.failed else lookups.fallback
         assert failed is not None
         return CheckOutcome(
-            CheckName.DMARC,
+            NAME,
             CheckStatus.ERROR,
             f"Could not look up the DMARC record: {failed.reason}",
             details,
@@ -166,7 +164,7 @@ def evaluate_dmarc(lookups: DmarcLookups) -> CheckOutcome:
     records = [r for r in txt.records if is_dmarc(r)] if txt.ok else []
     if not records:
         return CheckOutcome(
-            CheckName.DMARC,
+            NAME,
             CheckStatus.FAIL,
             f"No DMARC record at _dmarc.{lookups.domain}: receivers apply no policy.",
             details,
@@ -174,7 +172,7 @@ def evaluate_dmarc(lookups: DmarcLookups) -> CheckOutcome:
     if len(records) > 1:
         details["record"] = records
         return CheckOutcome(
-            CheckName.DMARC,
+            NAME,
             CheckStatus.FAIL,
             f"{len(records)} DMARC records at {name}: receivers ignore them all.",
             details,
@@ -183,9 +181,7 @@ def evaluate_dmarc(lookups: DmarcLookups) -> CheckOutcome:
     try:
         record = parse_dmarc(records[0])
     except DmarcSyntaxError as exc:
-        return CheckOutcome(
-            CheckName.DMARC, CheckStatus.FAIL, f"DMARC record is invalid: {exc}", details
-        )
+        return CheckOutcome(NAME, CheckStatus.FAIL, f"DMARC record is invalid: {exc}", details)
     details["tags"] = record.tags
     inherited = name != lookups.record_name
     details["inherited_from"] = name if inherited else None
@@ -239,7 +235,7 @@ def evaluate_dmarc(lookups: DmarcLookups) -> CheckOutcome:
     pct = f", pct={record.pct}" if record.pct != 100 else ""
     source = f" (from {name})" if inherited else ""
     return outcome_from_findings(
-        CheckName.DMARC,
+        NAME,
         findings,
         f"DMARC {tag}={policy}{pct}{source} with aggregate reports",
         details,
@@ -268,3 +264,53 @@ def suggest_dmarc(
     tags["rua"] = ",".join(ruas)
     order = ["v", "p", *[k for k in tags if k not in {"v", "p"}]]
     return "; ".join(f"{key}={tags[key]}" for key in order)
+
+
+def _chosen(lookups: DmarcLookups) -> Lookup:
+    return lookups.fallback if lookups.fallback is not None else lookups.txt
+
+
+def _one_record(lookups: DmarcLookups) -> DmarcRecord | None:
+    chosen = _chosen(lookups)
+    records = [r for r in chosen.records if is_dmarc(r)] if chosen.ok else []
+    if len(records) != 1:
+        return None
+    try:
+        return parse_dmarc(records[0])
+    except DmarcSyntaxError:
+        return None
+
+
+def gather(context: CheckContext, net: Net) -> DmarcLookups:
+    domain = context.domain
+    name = f"_dmarc.{domain}"
+    lookups = DmarcLookups(domain, name, net.resolver.lookup(name, "TXT"))
+    has_record = lookups.txt.ok and any(is_dmarc(r) for r in lookups.txt.records)
+    organisational = organisational_domain(domain)
+    if not has_record and not lookups.txt.failed and organisational != domain:
+        lookups.fallback_name = f"_dmarc.{organisational}"
+        lookups.fallback = net.resolver.lookup(lookups.fallback_name, "TXT")
+    parsed = _one_record(lookups)
+    if parsed is not None:
+        policy_domain = organisational if lookups.fallback is not None else domain
+        for report_domain in external_report_domains(policy_domain, parsed):
+            lookups.authorisations[report_domain] = net.resolver.lookup(
+                authorisation_name(policy_domain, report_domain), "TXT"
+            )
+    return lookups
+
+
+def verdict(context: CheckContext, lookups: DmarcLookups) -> CheckOutcome:
+    outcome = evaluate_dmarc(lookups)
+    if outcome.status in {CheckStatus.FAIL, CheckStatus.WARNING}:
+        outcome.details["suggested_record"] = {
+            "name": lookups.record_name, "type": "TXT",
+            "value": suggest_dmarc(
+                context.domain, _one_record(lookups), context.report_address,
+                inherited=lookups.fallback is not None,
+            ),
+        }  # fmt: skip
+    return outcome
+
+
+CHECK = Check(name=NAME, label="DMARC", order=30, gather=gather, verdict=verdict)

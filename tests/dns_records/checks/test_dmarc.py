@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dns_records.dmarc import (
+from dns_records.checks.dmarc import (
     DmarcSyntaxError,
     external_report_domains,
-    organisational_domain,
     parse_dmarc,
     suggest_dmarc,
 )
+from dns_records.names import organisational_domain
 
 
 def test_parse_reads_tags_case_insensitively():

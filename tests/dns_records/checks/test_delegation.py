@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dns_records.delegation import evaluate_delegation, parse_soa
+from dns_records.checks.delegation import evaluate_delegation, parse_soa
+from dns_records.lookups import Lookup, LookupStatus
 from dns_records.models import CheckStatus
-from dns_records.resolver import Lookup, LookupStatus
 
 OK = LookupStatus.OK
 SOA = Lookup("d.test", "SOA", OK, ("ns1.d.test. host.d.test. 42 7200 3600 1209600 300",))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from dns_records.checks import check_delegation
-from dns_records.models import CheckStatus
+from dns_records.checks import CheckContext
+from dns_records.checks.delegation import CHECK
 from dns_records.resolver import Resolver
+from dns_records.runner import net_for
+from dns_records.status import CheckStatus
 from mailsec.env import parse_nameserver
 
 pytestmark = pytest.mark.knot
@@ -15,6 +17,10 @@ pytestmark = pytest.mark.knot
 @pytest.fixture
 def resolver(knot):
     return Resolver(nameservers=[parse_nameserver(knot.nameserver)], timeout=2)
+
+
+def check_delegation(domain, resolver):
+    return CHECK.run(CheckContext(domain, "reports@mailsec.example"), net_for(resolver))
 
 
 @pytest.mark.parametrize(

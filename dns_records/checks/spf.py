@@ -1,0 +1,538 @@
+"""SPF check: the domain's one record, every record it includes, and who it lets send. Pure.
+
+`gather` fetches the record tree through the resolver (capped at MAX_SPF_NODES records) and
+evaluates the senders that matter with RFC 7208 `check_host`; `verdict` counts lookups and void
+lookups across the tree, judges the final `all`, and suggests a record that fixes what it found:
+for a record over the lookup limit, a flattened one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from dns_records.checks.base import Check, CheckContext
+from dns_records.checks.mx import mx_lookups
+from dns_records.lookups import Lookup, LookupStatus, Net, Resolving, host_addresses
+from dns_records.results import CheckOutcome, Finding, outcome_from_findings
+from dns_records.spf import (
+    LOOKUP_MECHANISMS,
+    MAX_LOOKUPS,
+    MAX_MX_OR_PTR_NAMES,
+    MAX_VOID_LOOKUPS,
+    SpfRecord,
+    SpfSyntaxError,
+    Term,
+    cidr_lengths,
+    effective_terms,
+    is_spf,
+    parse_spf,
+    term_target,
+)
+from dns_records.status import CheckStatus
+
+NAME = "spf"
+# Records fetched for one SPF tree at most: ten lookups allowed, so this is well past any verdict.
+MAX_SPF_NODES = 40
+MAX_EVALUATED_ADDRESSES = 10
+FLATTEN_NOTE = (
+    "Flattened: your providers' current ip4:/ip6: ranges replace their include: terms, so this "
+    "record stays under 10 lookups. It does not follow their changes: refresh it whenever a "
+    "provider changes its sending addresses (mailsec re-checks and tells you when it no longer "
+    "authorises them)."
+)
+
+
+@dataclass
+class SpfNode:
+    """A domain's SPF lookup, with the records its include/redirect terms lead to."""
+
+    domain: str
+    txt: Lookup
+    via: str = ""  # the term that led here, e.g. "include:_spf.example.net"
+    children: list[SpfNode] = field(default_factory=list)
+    # Lookups the terms of this record make (a, mx, exists, mx targets), by term text.
+    term_lookups: dict[str, list[Lookup]] = field(default_factory=dict)
+    # The addresses behind each a/mx term (A and AAAA, of each MX host for mx), by term text:
+    # what a flattened record would list instead of the term.
+    term_addresses: dict[str, list[Lookup]] = field(default_factory=dict)
+    loop: bool = False
+    unexpanded: bool = False  # a macro in the target: the real name is known only at receipt
+    truncated: bool = False  # not fetched: the tree had grown past MAX_SPF_NODES records
+
+    def spf_records(self) -> list[str]:
+        return [r for r in self.txt.records if is_spf(r)] if self.txt.ok else []
+
+    def record(self) -> SpfRecord | None:
+        """The domain's one valid SPF record; None when it has none, several, or a broken one."""
+        records = self.spf_records()
+        if len(records) != 1:
+            return None
+        try:
+            return parse_spf(records[0])
+        except SpfSyntaxError:
+            return None
+
+
+@dataclass
+class SpfTally:
+    lookups: int = 0
+    void: int = 0
+    truncated: bool = False
+    findings: list[Finding] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _is_void(lookup: Lookup) -> bool:
+    return lookup.status in {LookupStatus.NXDOMAIN, LookupStatus.NODATA}
+
+
+def _walk(node: SpfNode, tally: SpfTally, depth: int) -> SpfRecord | None:
+    """Count lookups and collect problems of one node and those below it."""
+    where = node.via or node.domain
+    if node.loop:
+        tally.findings.append(
+            Finding(CheckStatus.FAIL, f"{where} loops back to a record already included")
+        )
+        return None
+    if node.unexpanded:
+        return None
+    if node.truncated:
+        tally.truncated = True
+        return None
+    if node.txt.failed:
+        tally.findings.append(
+            Finding(
+                CheckStatus.ERROR,
+                f"Could not look up the SPF record of {node.domain}: {node.txt.reason}",
+            )
+        )
+        return None
+    records = node.spf_records()
+    if not records:
+        if depth > 0:
+            tally.void += 1 if _is_void(node.txt) else 0
+            tally.findings.append(
+                Finding(
+                    CheckStatus.FAIL, f"{where} points to {node.domain}, which has no SPF record"
+                )
+            )
+        return None
+    if len(records) > 1:
+        tally.findings.append(
+            Finding(
+                CheckStatus.FAIL,
+                f"{node.domain} publishes {len(records)} SPF records; receivers return permerror",
+            )
+        )
+        return None
+    try:
+        record = parse_spf(records[0])
+    except SpfSyntaxError as exc:
+        tally.findings.append(
+            Finding(CheckStatus.FAIL, f"SPF syntax error at {node.domain}: {exc}")
+        )
+        return None
+    tally.records.append({"domain": node.domain, "record": record.text, "via": node.via})
+    for term in effective_terms(record):
+        counts = term.kind == "mechanism" and term.name in LOOKUP_MECHANISMS
+        counts = counts or (term.kind == "modifier" and term.name == "redirect")
+        if counts:
+            tally.lookups += 1
+        for lookup in node.term_lookups.get(str(term), []):
+            if lookup.failed:
+                tally.findings.append(
+                    Finding(
+                        CheckStatus.ERROR,
+                        f"Could not resolve {term} at {node.domain}: {lookup.reason}",
+                    )
+                )
+            elif (
+                _is_void(lookup)
+                and term.name in {"a", "mx", "exists"}
+                and lookup.rdtype in {"MX", "A"}
+            ):
+                tally.void += 1
+        if term.name == "mx":
+            mx = next(
+                (lk for lk in node.term_lookups.get(str(term), []) if lk.rdtype == "MX"), None
+            )
+            if mx is not None and mx.ok and len(mx.records) > MAX_MX_OR_PTR_NAMES:
+                tally.findings.append(
+                    Finding(CheckStatus.FAIL, f"{term} at {node.domain} has more than 10 MX names")
+                )
+        if term.name == "ptr" and term.kind == "mechanism":
+            tally.findings.append(
+                Finding(
+                    CheckStatus.WARNING,
+                    f"{term} at {node.domain}: the ptr mechanism is slow and deprecated (RFC 7208 5.5)",
+                )
+            )
+    for child in node.children:
+        _walk(child, tally, depth + 1)
+    return record
+
+
+def _effective_all(node: SpfNode) -> str | None:
+    """The qualifier of the 'all' that ends evaluation, following redirect= when there is none."""
+    record = node.record()
+    if record is None:
+        return None
+    if record.all_qualifier is not None:
+        return record.all_qualifier
+    redirect = record.modifier("redirect")
+    if redirect is None:
+        return None
+    child = next((c for c in node.children if c.via == str(redirect)), None)
+    return _effective_all(child) if child is not None else None
+
+
+def evaluate_spf_tree(
+    root: SpfNode, evaluations: list[dict[str, str]] | None = None
+) -> CheckOutcome:
+    """The spf check's verdict from the looked-up tree and the per-address evaluations."""
+    details: dict[str, Any] = {"domain": root.domain}
+    if root.txt.failed:
+        return CheckOutcome(
+            NAME, CheckStatus.ERROR,
+            f"Could not look up the SPF record: {root.txt.reason}", details,
+        )  # fmt: skip
+    records = root.spf_records()
+    if not records:
+        return CheckOutcome(
+            NAME, CheckStatus.FAIL,
+            f"{root.domain} has no SPF record: anyone can send mail in its name.", details,
+        )  # fmt: skip
+    tally = SpfTally()
+    _walk(root, tally, 0)
+    details.update(
+        record=records[0] if len(records) == 1 else records,
+        lookups=tally.lookups,
+        void_lookups=tally.void,
+        includes=tally.records,
+    )
+    findings = list(tally.findings)
+    if tally.truncated:
+        findings.append(
+            Finding(
+                CheckStatus.FAIL,
+                f"SPF expands to more than {tally.lookups} DNS lookups (mailsec stopped counting); receivers stop at 10",
+            )
+        )
+    elif tally.lookups > MAX_LOOKUPS:
+        findings.append(
+            Finding(
+                CheckStatus.FAIL,
+                f"SPF needs {tally.lookups} DNS lookups; receivers stop at 10 and return permerror",
+            )
+        )
+    if tally.void > MAX_VOID_LOOKUPS:
+        findings.append(
+            Finding(
+                CheckStatus.FAIL, f"SPF makes {tally.void} void lookups; receivers stop after 2"
+            )
+        )
+    qualifier = _effective_all(root)
+    details["all"] = qualifier
+    if len(records) == 1 and not any(f.status is CheckStatus.FAIL for f in findings):
+        if qualifier in {"+", "?"}:
+            findings.append(
+                Finding(CheckStatus.FAIL, f"SPF ends in {qualifier}all: it authorises every sender")
+            )
+        elif qualifier is None:
+            findings.append(
+                Finding(CheckStatus.FAIL, "SPF has no 'all' term: unlisted senders get neutral")
+            )
+        elif qualifier == "~":
+            findings.append(
+                Finding(
+                    CheckStatus.WARNING,
+                    "SPF ends in ~all (softfail); -all tells receivers to reject",
+                )
+            )
+    for evaluation in evaluations or []:
+        if evaluation["result"] == "temperror":
+            findings.append(
+                Finding(
+                    CheckStatus.ERROR,
+                    f"Could not evaluate SPF for {evaluation['ip']}: {evaluation.get('explanation', '')}",
+                )
+            )
+        elif evaluation["result"] != "pass":
+            findings.append(
+                Finding(
+                    CheckStatus(evaluation.get("severity", "warning")),
+                    f"{evaluation['role']} {evaluation['ip']} does not pass SPF ({evaluation['result']})",
+                )
+            )
+    details["evaluations"] = evaluations or []
+    details["include_costs"] = include_costs(root)
+    details["over_limit"] = tally.truncated or tally.lookups > MAX_LOOKUPS
+    ok = f"SPF is valid, ends in -all, {tally.lookups} of 10 lookups"
+    return outcome_from_findings(NAME, findings, ok, details)
+
+
+def suggest_spf(
+    domain: str, current: str | None, host_addresses: list[str], *, authorise_mx: bool = False
+) -> str:
+    """A record to publish: the current one made strict, or one built from MX and hosts.
+
+    `authorise_mx` adds the `mx` mechanism when the domain's own mail servers would not pass.
+    """
+    extra = [f"ip6:{a}" if ":" in a else f"ip4:{a}" for a in host_addresses]
+    record = None
+    if current:
+        try:
+            record = parse_spf(current)
+        except SpfSyntaxError:
+            record = None
+    if record is None:
+        return " ".join(["v=spf1", "mx", *extra, "-all"])
+    if record.all_qualifier is None and record.modifier("redirect") is not None:
+        # The redirect target decides; strengthening it is that domain's business.
+        return record.text
+    terms = [str(t) for t in record.terms if t.kind == "mechanism" and t.name != "all"]
+    if authorise_mx and "mx" not in terms:
+        terms.insert(0, "mx")
+    terms += [a for a in extra if a not in terms]
+    modifiers = [str(t) for t in record.terms if t.kind == "modifier" and t.name != "redirect"]
+    return " ".join(["v=spf1", *terms, "-all", *modifiers])
+
+
+def _cost(node: SpfNode) -> int:
+    """DNS lookups a receiver spends on this record and everything it includes."""
+    record = node.record()
+    if record is None:
+        return 0
+    cost = 0
+    for term in effective_terms(record):
+        if (term.kind == "mechanism" and term.name in LOOKUP_MECHANISMS) or term.name == "redirect":
+            cost += 1
+    return cost + sum(_cost(child) for child in node.children)
+
+
+def _child(node: SpfNode, term: Term) -> SpfNode | None:
+    return next((c for c in node.children if c.via == str(term)), None)
+
+
+def include_costs(root: SpfNode) -> list[dict[str, Any]]:
+    """Each include of the domain's own record, with the lookups it costs (itself included)."""
+    record = root.record()
+    if record is None:
+        return []
+    costs = []
+    for term in effective_terms(record):
+        if term.name in {"include", "redirect"}:
+            child = _child(root, term)
+            costs.append({"term": str(term), "lookups": 1 + (_cost(child) if child else 0)})
+    return costs
+
+
+def _address_terms(node: SpfNode, term: Term, qualifier: str) -> list[str] | None:
+    """ip4:/ip6: terms for what an a or mx term matches now; None when a lookup failed."""
+    lookups = node.term_addresses.get(str(term))
+    if lookups is None or any(lk.failed for lk in lookups):
+        return None
+    v4_len, v6_len = cidr_lengths(term)
+    terms = []
+    for address in host_addresses(lookups):
+        ip = ipaddress.ip_address(address)
+        length = (v4_len if ip.version == 4 else v6_len) or ip.max_prefixlen
+        network = ipaddress.ip_network(f"{address}/{length}", strict=False)
+        text = str(network.network_address) if length == ip.max_prefixlen else str(network)
+        terms.append(f"{qualifier}ip{ip.version}:{text}")
+    return terms
+
+
+def _flatten_include(node: SpfNode | None, qualifier: str) -> list[str] | None:
+    """The ip4:/ip6: terms on which an included record passes, with the include's qualifier.
+
+    None when the record cannot be written as addresses: a macro, exists or ptr (known only when
+    a message arrives), a non-pass term before the end (it would change what passes), +all, or
+    a lookup that failed.
+    """
+    if node is None or node.loop or node.unexpanded or node.truncated:
+        return None
+    record = node.record()
+    if record is None:
+        return None
+    prefix = "" if qualifier == "+" else qualifier
+    terms: list[str] = []
+    for term in effective_terms(record):
+        if term.kind == "modifier":
+            if term.name == "redirect":
+                redirected = _flatten_include(_child(node, term), qualifier)
+                if redirected is None:
+                    return None
+                terms += redirected
+            continue
+        if term.name == "all":
+            if term.qualifier == "+":
+                return None
+            break
+        if term.qualifier != "+":
+            return None
+        if term.name in {"ip4", "ip6"}:
+            terms.append(f"{prefix}{term.name}:{term.value}")
+        elif term.name == "include":
+            nested = _flatten_include(_child(node, term), qualifier)
+            if nested is None:
+                return None
+            terms += nested
+        elif term.name in {"a", "mx"}:
+            addresses = _address_terms(node, term, prefix)
+            if addresses is None:
+                return None
+            terms += addresses
+        else:
+            return None
+    return terms
+
+
+def flatten_spf(root: SpfNode, host_addresses_: list[str], *, authorise_mx: bool) -> str | None:
+    """A record equivalent to the domain's, with each include replaced by its current addresses.
+
+    Includes that cannot be flattened stay as they are. None when the result would still need
+    more than ten lookups, or the domain's record cannot be read.
+    """
+    record = root.record()
+    if record is None:
+        return None
+    terms: list[str] = []
+    lookups = 0
+    for term in effective_terms(record):
+        if term.kind == "modifier":
+            if term.name == "redirect" and record.all_qualifier is None:
+                flat = _flatten_include(_child(root, term), "+")
+                if flat is None:
+                    return None
+                terms += [*flat, "-all"]
+            continue
+        if term.name == "all":
+            break
+        if term.name == "include":
+            flat = _flatten_include(_child(root, term), term.qualifier)
+            if flat is None:
+                child = _child(root, term)
+                lookups += 1 + (_cost(child) if child else 0)
+                terms.append(str(term))
+            else:
+                terms += flat
+            continue
+        if term.name in LOOKUP_MECHANISMS:
+            lookups += 1
+        terms.append(str(term))
+    if authorise_mx and "mx" not in terms:
+        terms.insert(0, "mx")
+        lookups += 1
+    terms += [a for a in (f"ip{ipaddress.ip_address(h).version}:{h}" for h in host_addresses_)
+              if a not in terms]  # fmt: skip
+    if lookups > MAX_LOOKUPS:
+        return None
+    modifiers = [
+        str(t) for t in record.terms if t.kind == "modifier" and t.name not in {"redirect"}
+    ]
+    unique = list(dict.fromkeys(terms))
+    if not unique or not unique[-1].endswith("all"):
+        unique.append("-all")
+    return " ".join(["v=spf1", *unique, *modifiers])
+
+
+def build_spf_tree(domain: str, resolver: Resolving) -> SpfNode:
+    """Look up a domain's SPF record and, recursively, what its include/redirect terms name.
+
+    A hostile record set can fan out exponentially (each record including several others that
+    include each other): the tree stops growing after MAX_SPF_NODES records, far past the ten
+    lookups any receiver allows, and the verdict reports the truncation as a fail.
+    """
+    budget = [MAX_SPF_NODES]
+    return _spf_node(domain, resolver, via="", seen=frozenset(), budget=budget)
+
+
+def _spf_node(
+    domain: str, resolver: Resolving, *, via: str, seen: frozenset[str], budget: list[int]
+) -> SpfNode:
+    if domain in seen:
+        return SpfNode(domain, Lookup(domain, "TXT", LookupStatus.OK), via=via, loop=True)
+    if budget[0] <= 0:
+        return SpfNode(domain, Lookup(domain, "TXT", LookupStatus.OK), via=via, truncated=True)
+    budget[0] -= 1
+    node = SpfNode(domain, resolver.lookup(domain, "TXT"), via=via)
+    record = node.record()
+    if record is None:
+        return node
+    seen = seen | {domain}
+    for term in effective_terms(record):
+        target = term_target(term, domain)
+        if term.name in {"include", "redirect"}:
+            if target is None:
+                lookup = Lookup(term.value, "TXT", LookupStatus.OK)
+                node.children.append(SpfNode(term.value, lookup, via=str(term), unexpanded=True))
+            else:
+                child = _spf_node(target, resolver, via=str(term), seen=seen, budget=budget)
+                node.children.append(child)
+        elif term.kind == "mechanism" and target is not None:
+            if term.name in {"a", "exists"}:
+                node.term_lookups[str(term)] = [resolver.lookup(target, "A")]
+            if term.name == "a":
+                node.term_addresses[str(term)] = list(resolver.addresses(target))
+            elif term.name == "mx":
+                mx = mx_lookups(target, resolver)
+                node.term_lookups[str(term)] = [mx.mx]
+                node.term_addresses[str(term)] = [
+                    lk for found in mx.addresses.values() for lk in found if lk.rdtype != "CNAME"
+                ] + ([mx.mx] if mx.mx.failed else [])
+    return node
+
+
+@dataclass(frozen=True)
+class SpfLookups:
+    tree: SpfNode
+    evaluations: list[dict[str, str]] = field(default_factory=list)
+
+
+def gather(context: CheckContext, net: Net) -> SpfLookups:
+    tree = build_spf_tree(context.domain, net.resolver)
+    # Managed hosts must pass (a refusal is a fail); without them the MX hosts should (warning).
+    senders = [(a, "Managed host", "fail") for a in context.host_addresses]
+    if not senders:
+        owners = mx_lookups(context.domain, net.resolver).address_owners()
+        senders = [(a, f"MX {h}", "warning") for a, h in owners.items()]
+    evaluations = []
+    if len(tree.spf_records()) == 1:
+        for address, role, severity in senders[:MAX_EVALUATED_ADDRESSES]:
+            result = net.check_host(address, context.domain)
+            evaluations.append(
+                {"ip": address, "role": role, "severity": severity, "result": result.result,
+                 "explanation": result.explanation}
+            )  # fmt: skip
+    return SpfLookups(tree, evaluations)
+
+
+def verdict(context: CheckContext, found: SpfLookups) -> CheckOutcome:
+    outcome = evaluate_spf_tree(found.tree, found.evaluations)
+    if outcome.status not in {CheckStatus.FAIL, CheckStatus.WARNING}:
+        return outcome
+    records = found.tree.spf_records()
+    current = records[0] if len(records) == 1 else None
+    mx_refused = any(
+        e["result"] != "pass" and e["role"].startswith("MX") for e in found.evaluations
+    )
+    hosts = list(context.host_addresses)
+    suggestion: dict[str, Any] = {"name": context.domain, "type": "TXT"}
+    if outcome.details.get("over_limit"):
+        flat = flatten_spf(found.tree, hosts, authorise_mx=mx_refused)
+        if flat is None:
+            return outcome
+        suggestion.update(value=flat, note=FLATTEN_NOTE)
+    else:
+        value = suggest_spf(context.domain, current, hosts, authorise_mx=mx_refused)
+        if value == current:
+            return outcome
+        suggestion["value"] = value
+    outcome.details["suggested_record"] = suggestion
+    return outcome
+
+
+CHECK = Check(name=NAME, label="SPF", order=20, gather=gather, verdict=verdict)
