@@ -34,10 +34,11 @@ test: install ## run the whole test suite (real PostgreSQL, Redis, Knot, Celery,
 test-fast: install ## run only the tests that need no external server
 	$(PY) -m pytest -m "not browser and not worker and not knot"
 
-lint: install ## ruff, formatting, mypy and the migrations check
+lint: install ## ruff, formatting, mypy, the import contracts and the migrations check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
+	$(VENV)/bin/lint-imports
 	$(DEV_ENV) $(PY) manage.py makemigrations --check --dry-run
 
 format: install ## apply ruff's fixes and formatting

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import models
 
-from dns_records.checks import check_label
+from dns_records.checks import check_label, check_names
 from dns_records.names import display_domain
 from dns_records.status import STATUS_CHOICES, CheckStatus
 from mailsec.models import Organisation
@@ -72,6 +72,11 @@ class CheckResult(models.Model):
     def label(self) -> str:
         return check_label(self.name)
 
+    @property
+    def registered(self) -> bool:
+        """False for a check that has been retired since this row was stored."""
+        return self.name in check_names()
+
 
 class CheckState(models.Model):
     """The current result of one check of one domain: what pages and the API read."""
@@ -100,6 +105,11 @@ class CheckState(models.Model):
     def label(self) -> str:
         return check_label(self.name)
 
+    @property
+    def registered(self) -> bool:
+        """False for a check that has been retired since this row was stored."""
+        return self.name in check_names()
+
 
 class CheckEvent(models.Model):
     """A check's status changed: the history admins read, and what alerts will notify on."""
@@ -124,3 +134,8 @@ class CheckEvent(models.Model):
     @property
     def label(self) -> str:
         return check_label(self.name)
+
+    @property
+    def registered(self) -> bool:
+        """False for a check that has been retired since this row was stored."""
+        return self.name in check_names()

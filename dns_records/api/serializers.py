@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from dns_records.checks import check_names
 from dns_records.models import CheckEvent, CheckState, Domain
 from mailsec.models import Organisation
 
@@ -38,6 +39,8 @@ class DomainCreateSerializer(serializers.Serializer[Domain]):
 class CheckResultSerializer(serializers.ModelSerializer[CheckState]):
     """One check's current result, in the contract's shape."""
 
+    name = serializers.ChoiceField(choices=check_names(), read_only=True)
+
     class Meta:
         model = CheckState
         fields = ["name", "status", "summary", "details", "checked_at"]
@@ -46,6 +49,8 @@ class CheckResultSerializer(serializers.ModelSerializer[CheckState]):
 
 class CheckEventSerializer(serializers.ModelSerializer[CheckEvent]):
     """A change of one check's status."""
+
+    name = serializers.ChoiceField(choices=check_names(), read_only=True)
 
     class Meta:
         model = CheckEvent
