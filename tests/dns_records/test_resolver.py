@@ -93,3 +93,49 @@ def test_every_thread_gets_its_own_answers(resolver):
         assert lookup.status is LookupStatus.OK
         # Each zone's SOA names its own primary: a crossed answer would show another zone's.
         assert lookup.records[0].split()[0] == primaries[name]
+
+
+def test_each_query_leaves_from_a_fresh_source_port(knot):
+    """RFC 5452: with one reused socket, only the 16-bit query id would stop a forged answer."""
+    from tests.servers import SlowDnsRelay
+
+    relay = SlowDnsRelay((knot.address, knot.port), address="127.0.0.16")
+    relay.slow.clear()
+    ports: list[int] = []
+    serve = relay._answer
+
+    def record(query, client):
+        ports.append(client[1])
+        serve(query, client)
+
+    relay._answer = record  # type: ignore[method-assign]
+    relay.start()
+    try:
+        resolver = Resolver(nameservers=[parse_nameserver(relay.nameserver)], timeout=2)
+        for n in range(12):
+            assert resolver.lookup(f"q{n}.good.test", "A").status is LookupStatus.NXDOMAIN
+    finally:
+        relay.stop()
+    assert len(ports) == 12
+    assert len(set(ports)) == 12, f"source ports reused: {ports}"
+
+
+def test_a_question_asked_by_many_threads_at_once_goes_out_once(knot):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dns_records.resolver import CachingResolver
+    from tests.servers import SlowDnsRelay
+
+    relay = SlowDnsRelay((knot.address, knot.port), address="127.0.0.16")
+    relay.delay = 0.3
+    relay.slow.set()
+    relay.start()
+    try:
+        inner = Resolver(nameservers=[parse_nameserver(relay.nameserver)], timeout=2)
+        cached = CachingResolver(inner)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda _: cached.lookup("good.test", "MX"), range(8)))
+    finally:
+        relay.stop()
+    assert relay.queries == 1
+    assert {a.records for a in answers} == {answers[0].records}

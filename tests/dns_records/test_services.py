@@ -218,3 +218,48 @@ def test_a_name_in_two_organisations_is_checked_in_each_context_and_stored_for_b
     assert sorted(outcomes) == sorted([first.pk, second.pk])
     assert CheckState.objects.filter(domain=first).count() == 9
     assert CheckState.objects.filter(domain=second).count() == 9
+
+
+def test_storing_a_run_costs_the_same_queries_whatever_the_number_of_checks(domain):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from dns_records.checks import check_names
+
+    def run(names, at):
+        outcomes = [CheckOutcome(name, CheckStatus.WARNING, "w") for name in names]
+        with CaptureQueriesContext(connection) as queries:
+            check_outcomes_store(domain=domain, outcomes=outcomes, checked_at=at)
+        return len(queries)
+
+    at = timezone.now()
+    few = run(["spf", "mx"], at)
+    many = run(check_names(), at + timedelta(minutes=1))
+    assert few == many
+    assert CheckState.objects.filter(domain=domain).count() == len(check_names())
+
+
+@pytest.mark.knot
+def test_a_providers_host_addresses_must_pass_spf_in_that_domains_context(knot, org, other_org):
+    """The managed-hosts app will add its hosts' addresses; a host SPF refuses is a fail."""
+    from dns_records import context
+    from dns_records.context import ContextExtras, register_context_provider
+    from dns_records.services import domains_check
+
+    ours = Domain.objects.create(organisation=org, name="good.test")
+    theirs = Domain.objects.create(organisation=other_org, name="good.test")
+
+    def hosts(domains):
+        return {d.pk: ContextExtras(host_addresses=("192.0.2.99",)) for d in domains if d == ours}
+
+    register_context_provider(hosts)
+    try:
+        domains_check(domain_ids=[ours.pk, theirs.pk])
+    finally:
+        context._providers.remove(hosts)
+    spf = {s.domain_id: s for s in CheckState.objects.filter(name="spf")}
+    assert spf[ours.pk].status == "fail"
+    assert "Managed host 192.0.2.99 does not pass SPF" in spf[ours.pk].summary
+    assert spf[theirs.pk].status == "ok"
+    suggested = spf[ours.pk].details["suggested_record"]["value"]
+    assert "ip4:192.0.2.99" in suggested
