@@ -6,8 +6,6 @@ a malformed value stops start-up instead of being guessed at.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import math
 import os
@@ -151,46 +149,6 @@ def env_networks(
         except ValueError as exc:
             raise ImproperlyConfigured(f"{name}: {exc}") from None
     return result
-
-
-def env_host_port(
-    name: str, default: tuple[str, int], environ: Mapping[str, str] = os.environ
-) -> tuple[str, int]:
-    value = _raw(environ, name)
-    if value is None:
-        return default
-    host, sep, port_text = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        valid = ":" in host
-    else:
-        valid = ":" not in host  # an IPv6 address needs brackets: [::1]:2525
-    if not sep or not host or not valid:
-        raise ImproperlyConfigured(f"{name} must be host:port or [ipv6]:port, not {value!r}")
-    try:
-        return host, _port(port_text, value)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name}: {exc}") from None
-
-
-def env_encryption_keys(name: str, environ: Mapping[str, str] = os.environ) -> dict[str, bytes]:
-    """`id:base64key,...`; each key decodes to 32 bytes. The first encrypts, all decrypt."""
-    keys: dict[str, bytes] = {}
-    for item in env_list(name, environ):
-        key_id, sep, encoded = item.partition(":")
-        if not sep or not key_id or not encoded:
-            raise ImproperlyConfigured(f"{name} items must be keyid:base64key")
-        if key_id in keys:
-            raise ImproperlyConfigured(f"{name} repeats key id {key_id!r}")
-        try:
-            standard = encoded.replace("-", "+").replace("_", "/")
-            raw = base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            raise ImproperlyConfigured(f"{name}: key {key_id!r} is not base64") from None
-        if len(raw) != 32:
-            raise ImproperlyConfigured(f"{name}: key {key_id!r} must decode to 32 bytes")
-        keys[key_id] = raw
-    return keys
 
 
 def parse_database_url(url: str, *, base_dir: Path) -> dict[str, Any]:

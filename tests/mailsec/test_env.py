@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,6 @@ from django.core.exceptions import ImproperlyConfigured
 from mailsec.env import (
     Nameserver,
     env_bool,
-    env_encryption_keys,
-    env_host_port,
     env_int,
     env_list,
     env_nameservers,
@@ -76,21 +73,6 @@ def test_networks_must_be_exact_cidrs():
         env_networks("N", environ={"N": "10.0.0.1/8"})
 
 
-def test_host_port():
-    assert env_host_port("L", ("127.0.0.1", 2525), environ={"L": "0.0.0.0:25"}) == ("0.0.0.0", 25)
-    with pytest.raises(ImproperlyConfigured):
-        env_host_port("L", ("127.0.0.1", 2525), environ={"L": "nohost"})
-
-
-def test_encryption_keys_need_32_bytes_and_unique_ids():
-    key = base64.urlsafe_b64encode(bytes(range(32))).decode()
-    assert env_encryption_keys("K", environ={"K": f"k1:{key}"}) == {"k1": bytes(range(32))}
-    with pytest.raises(ImproperlyConfigured, match="32 bytes"):
-        env_encryption_keys("K", environ={"K": "k1:c2hvcnQ="})
-    with pytest.raises(ImproperlyConfigured, match="repeats"):
-        env_encryption_keys("K", environ={"K": f"k1:{key},k1:{key}"})
-
-
 def test_database_url_postgres():
     db = parse_database_url(
         "postgres://u:p%40ss@db.internal:6543/mail?sslmode=require", base_dir=Path("/")
@@ -130,19 +112,3 @@ def test_env_float_refuses_non_finite_and_non_positive(bad):
 def test_env_int_accepts_plain_digits_only(bad):
     with pytest.raises(ImproperlyConfigured):
         env_int("N", 1, environ={"N": bad})
-
-
-@pytest.mark.parametrize("bad", ["::1", "mail.example:25:25", "[mail.example]:25", ":25"])
-def test_host_port_refuses_ambiguous_forms(bad):
-    with pytest.raises(ImproperlyConfigured):
-        env_host_port("L", ("127.0.0.1", 2525), environ={"L": bad})
-
-
-def test_host_port_accepts_bracketed_ipv6():
-    assert env_host_port("L", ("127.0.0.1", 2525), environ={"L": "[::1]:2525"}) == ("::1", 2525)
-
-
-def test_encryption_key_with_stray_characters_is_refused():
-    key = base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
-    with pytest.raises(ImproperlyConfigured, match="not base64"):
-        env_encryption_keys("K", environ={"K": f"k1:{key}*!"})
