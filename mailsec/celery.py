@@ -17,13 +17,13 @@ app.autodiscover_tasks()
 
 @worker_init.connect
 @beat_init.connect
-def _refuse_development_key(**_kwargs: object) -> None:
+def _refuse_missing_secret_key(**_kwargs: object) -> None:
     from django.core.exceptions import ImproperlyConfigured
 
-    from mailsec.checks import refuse_development_key
+    from mailsec.checks import refuse_missing_secret_key
 
     try:
-        refuse_development_key()
+        refuse_missing_secret_key()
     except ImproperlyConfigured as exc:
         # Celery logs and swallows exceptions from signal handlers; SystemExit stops the process.
         raise SystemExit(f"mailsec: {exc}") from None

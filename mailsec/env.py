@@ -10,6 +10,9 @@ import ipaddress
 import math
 import os
 import re
+import secrets
+import stat
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +152,73 @@ def env_networks(
         except ValueError as exc:
             raise ImproperlyConfigured(f"{name}: {exc}") from None
     return result
+
+
+def env_secret_key(
+    name: str, *, local_file: Path, create: bool, environ: Mapping[str, str] = os.environ
+) -> str:
+    """The key in `name`, else the one stored in local_file, else "" (and start-up is refused).
+
+    With create (local development), a missing local_file is generated first, so commands run
+    later without debug share the key, and no process ever falls back to a public one.
+    """
+    value = _raw(environ, name)
+    if value is not None:
+        return value
+    try:
+        return _read_key_file(local_file)
+    except FileNotFoundError:
+        if not create:
+            return ""
+    return _create_key_file(local_file)
+
+
+def _read_key_file(path: Path) -> str:
+    try:
+        file = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ImproperlyConfigured(f"cannot read the local secret key {path}: {exc}") from None
+    with file:
+        mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+        if mode & 0o077:
+            raise ImproperlyConfigured(
+                f"the local secret key {path} is open to other users (mode {mode:04o}): "
+                "chmod 600 it, or delete it to generate a new one"
+            )
+        key = file.read().strip()
+    if not key:
+        raise ImproperlyConfigured(
+            f"the local secret key {path} is empty: delete it to generate a new one"
+        )
+    return key
+
+
+def _create_key_file(path: Path) -> str:
+    key = secrets.token_urlsafe(50)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # mkstemp opens with O_EXCL and mode 0600, so the key is never readable by others; the
+        # hard link then publishes the whole file at once and fails if another process (the
+        # worker, starting alongside) got there first, whose key everyone then uses.
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                file.write(key + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+            os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    except FileExistsError:
+        return _read_key_file(path)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"cannot create the local secret key {path}: {exc} "
+            "(set MAILSEC_SECRET_KEY, or MAILSEC_VAR_DIR to a writable directory)"
+        ) from None
+    return key
 
 
 def parse_database_url(url: str, *, base_dir: Path) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Settings for mailsec, read from the environment (see README and .env.example).
 
 With nothing set except MAILSEC_DEBUG=1 (as `make run` does) everything runs locally: SQLite
-under var/ and a file-system Celery broker. Production sets DATABASE_URL, CELERY_BROKER_URL,
-MAILSEC_SECRET_KEY and MAILSEC_ALLOWED_HOSTS.
+under var/, a file-system Celery broker and a secret key generated once in var/secret_key.
+Production sets DATABASE_URL, CELERY_BROKER_URL, MAILSEC_SECRET_KEY and MAILSEC_ALLOWED_HOSTS.
 """
 
 from __future__ import annotations
@@ -20,17 +20,19 @@ from mailsec.env import (
     env_list,
     env_nameservers,
     env_networks,
+    env_secret_key,
     env_str,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MAILSEC_VAR_DIR", str(BASE_DIR / "var")))
 
-# A fixed, public key for development only; the mailsec.E001 system check refuses it when
-# MAILSEC_DEBUG is off.
-DEV_SECRET_KEY = "mailsec-development-only-key-never-use-in-production"  # noqa: S105
-SECRET_KEY = env_str("MAILSEC_SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("MAILSEC_DEBUG", False)
+# MAILSEC_SECRET_KEY, else the local key that debug (`make run`) generates on first run, so
+# commands run later without debug sign and hash with the same key. With neither the key is
+# empty, and the mailsec.E001 system check, the WSGI app and Celery refuse to start.
+LOCAL_SECRET_KEY_FILE = VAR_DIR / "secret_key"
+SECRET_KEY = env_secret_key("MAILSEC_SECRET_KEY", local_file=LOCAL_SECRET_KEY_FILE, create=DEBUG)
 
 ALLOWED_HOSTS = env_list("MAILSEC_ALLOWED_HOSTS") or (
     ["127.0.0.1", "localhost", "[::1]"] if DEBUG else []
@@ -202,7 +204,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
-    "ENUM_NAME_OVERRIDES": {"CheckStatusEnum": "dns_records.models.CheckStatus"},
+    "ENUM_NAME_OVERRIDES": {"CheckStatusEnum": "dns_records.status.STATUS_CHOICES"},
     # The docs page's assets are vendored by drf-spectacular-sidecar: no CDN, CSP-friendly.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

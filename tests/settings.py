@@ -9,6 +9,7 @@ from mailsec.env import Nameserver
 from mailsec.settings import *  # noqa: F403
 from mailsec.settings import CELERY_BROKER_TRANSPORT_OPTIONS, STORAGES
 
+SECRET_KEY = "tests-only-secret-key-not-used-anywhere-else-0123456789abcdef"
 # Requests in tests are plain http; production keeps the redirect.
 SECURE_SSL_REDIRECT = False
 STORAGES = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from mailsec.env import (
     env_list,
     env_nameservers,
     env_networks,
+    env_secret_key,
     parse_database_url,
 )
 
@@ -112,3 +115,66 @@ def test_env_float_refuses_non_finite_and_non_positive(bad):
 def test_env_int_accepts_plain_digits_only(bad):
     with pytest.raises(ImproperlyConfigured):
         env_int("N", 1, environ={"N": bad})
+
+
+def test_secret_key_from_the_environment_comes_first(tmp_path):
+    key_file = tmp_path / "secret_key"
+    key = env_secret_key("K", local_file=key_file, create=True, environ={"K": "from-env"})
+    assert key == "from-env"
+    assert not key_file.exists()
+
+
+def test_local_secret_key_is_created_with_mode_0600_whatever_the_umask(tmp_path):
+    key_file = tmp_path / "var" / "secret_key"
+    previous = os.umask(0)
+    try:
+        key = env_secret_key("K", local_file=key_file, create=True, environ={})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text().strip() == key
+    assert len(key) >= 50
+    assert [p.name for p in key_file.parent.iterdir()] == ["secret_key"]
+
+
+def test_local_secret_key_is_reused(tmp_path):
+    key_file = tmp_path / "secret_key"
+    first = env_secret_key("K", local_file=key_file, create=True, environ={})
+    assert env_secret_key("K", local_file=key_file, create=True, environ={}) == first
+    assert env_secret_key("K", local_file=key_file, create=False, environ={}) == first
+
+
+def test_without_key_or_file_the_key_is_empty_and_nothing_is_created(tmp_path):
+    key_file = tmp_path / "secret_key"
+    assert env_secret_key("K", local_file=key_file, create=False, environ={}) == ""
+    assert not key_file.exists()
+
+
+def test_a_process_losing_the_creation_race_uses_the_winners_key(tmp_path, monkeypatch):
+    key_file = tmp_path / "secret_key"
+    real_link = os.link
+
+    def winner_first(source, target):
+        key_file.write_text("the-winners-key\n")
+        key_file.chmod(0o600)
+        real_link(source, target)
+
+    monkeypatch.setattr("mailsec.env.os.link", winner_first)
+    assert env_secret_key("K", local_file=key_file, create=True, environ={}) == "the-winners-key"
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]
+
+
+def test_local_secret_key_open_to_other_users_is_refused(tmp_path):
+    key_file = tmp_path / "secret_key"
+    key_file.write_text("k" * 60)
+    key_file.chmod(0o644)
+    with pytest.raises(ImproperlyConfigured, match="chmod 600"):
+        env_secret_key("K", local_file=key_file, create=False, environ={})
+
+
+def test_empty_local_secret_key_is_refused(tmp_path):
+    key_file = tmp_path / "secret_key"
+    key_file.write_text("\n")
+    key_file.chmod(0o600)
+    with pytest.raises(ImproperlyConfigured, match="empty"):
+        env_secret_key("K", local_file=key_file, create=True, environ={})

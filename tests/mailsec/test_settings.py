@@ -1,11 +1,18 @@
-"""Production-safety of the settings: Celery defaults, deploy checks, the dev-key refusal."""
+"""Production-safety of the settings: Celery defaults, deploy checks, the secret key.
+
+Each process test gets a fresh MAILSEC_VAR_DIR, so a local key left by `make run` in var/ never
+decides the outcome.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 from mailsec.celery import app
@@ -15,16 +22,33 @@ PRODUCTION_ENV = {
     "MAILSEC_DEBUG": "0",
     "MAILSEC_SECRET_KEY": "x9!vQ2#Lr7$mK4pZ8@wN3^tB6&hY1*cF5(jD0)sG-uE_aR+oI=lP~qW",
     "MAILSEC_ALLOWED_HOSTS": "mailsec.example.org",
-    "DATABASE_URL": "sqlite:///var/deploy-check.sqlite3",
 }
+NO_KEY_ENV = {k: v for k, v in PRODUCTION_ENV.items() if k != "MAILSEC_SECRET_KEY"}
+CELERY_START = "import mailsec; from celery.signals import {signal}; {signal}.send(sender=None)"
+PRINT_KEY = "from django.conf import settings; print(settings.SECRET_KEY)"
 
 
-def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def var_dir(tmp_path: Path) -> Path:
+    """A fresh local-state directory (and SQLite database) for the processes a test starts."""
+    return tmp_path / "var"
+
+
+def _environ(env: dict[str, str], var: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MAILSEC_", "DJANGO_"))}
-    clean.update(env, DJANGO_SETTINGS_MODULE="mailsec.settings")
+    clean.update(
+        DATABASE_URL=f"sqlite:///{var}/mailsec.sqlite3",
+        MAILSEC_VAR_DIR=str(var),
+        DJANGO_SETTINGS_MODULE="mailsec.settings",
+    )
+    clean.update(env)
+    return clean
+
+
+def _manage(*args: str, env: dict[str, str], var: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=REPO, env=clean, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO, env=_environ(env, var), capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
 
@@ -57,51 +81,88 @@ def test_celery_uses_database_beat_scheduler_and_django_task_class():
     assert hasattr(app.tasks["dns_records.tasks.check_domain"], "delay_on_commit")
 
 
-def test_production_settings_pass_deploy_checks():
-    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+def test_production_settings_pass_deploy_checks(var_dir):
+    result = _manage(
+        "check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV, var=var_dir
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_production_refuses_the_development_secret_key():
-    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "MAILSEC_SECRET_KEY"}
-    result = _manage("check", env=env)
+def test_production_check_refuses_to_start_without_key_or_local_file(var_dir):
+    result = _manage("check", env=NO_KEY_ENV, var=var_dir)
     assert result.returncode != 0
     assert "mailsec.E001" in result.stderr
+    assert not (var_dir / "secret_key").exists()
 
 
-def test_malformed_environment_value_stops_start_up():
-    result = _manage("check", env={**PRODUCTION_ENV, "MAILSEC_DNS_NAMESERVERS": "resolver.example"})
+def test_malformed_environment_value_stops_start_up(var_dir):
+    result = _manage(
+        "check", env={**PRODUCTION_ENV, "MAILSEC_DNS_NAMESERVERS": "resolver.example"}, var=var_dir
+    )
     assert result.returncode != 0
     assert "MAILSEC_DNS_NAMESERVERS" in result.stderr
 
 
-def test_debug_is_off_unless_asked_for():
+def test_debug_is_off_unless_asked_for(var_dir):
     result = _manage(
-        "shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env={}
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.DEBUG)",
+        env={},
+        var=var_dir,
     )
     assert result.stdout.strip().splitlines()[-1] == "False"
     assert settings.SECURE_CSP["script-src"]
 
 
-def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MAILSEC_", "DJANGO_"))}
-    clean.update(env, DJANGO_SETTINGS_MODULE="mailsec.settings")
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean, capture_output=True,
-                          text=True, timeout=120, check=False)  # fmt: skip
+def _run(code: str, env: dict[str, str], var: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_environ(env, var),
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
 
 
-def test_wsgi_refuses_to_load_with_the_development_key():
-    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "MAILSEC_SECRET_KEY"}
-    result = _run("import mailsec.wsgi", env)
+def test_wsgi_refuses_to_load_without_key_or_local_file(var_dir):
+    result = _run("import mailsec.wsgi", NO_KEY_ENV, var_dir)
     assert result.returncode != 0
-    assert "refusing to serve with the public development key" in result.stderr
-    assert _run("import mailsec.wsgi", PRODUCTION_ENV).returncode == 0
+    assert "refusing to serve without a secret key" in result.stderr
+    assert _run("import mailsec.wsgi", PRODUCTION_ENV, var_dir).returncode == 0
 
 
-def test_celery_worker_refuses_to_start_with_the_development_key():
-    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "MAILSEC_SECRET_KEY"}
-    code = "from celery.signals import worker_init; worker_init.send(sender=None)"
-    result = _run("import mailsec; " + code, env)
+@pytest.mark.parametrize("signal", ["worker_init", "beat_init"])
+def test_celery_refuses_to_start_without_key_or_local_file(signal, var_dir):
+    result = _run(CELERY_START.format(signal=signal), NO_KEY_ENV, var_dir)
     assert result.returncode != 0
-    assert "refusing to serve" in result.stderr
-    assert _run("import mailsec; " + code, PRODUCTION_ENV).returncode == 0
+    assert "refusing to serve without a secret key" in result.stderr
+    assert _run(CELERY_START.format(signal=signal), PRODUCTION_ENV, var_dir).returncode == 0
+
+
+def test_debug_run_creates_a_local_secret_key_readable_only_by_its_owner(var_dir):
+    result = _run(PRINT_KEY, {"MAILSEC_DEBUG": "1"}, var_dir)
+    assert result.returncode == 0, result.stderr
+    key_file = var_dir / "secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert result.stdout.strip() == key_file.read_text().strip()
+    assert len(result.stdout.strip()) >= 50
+
+
+def test_later_debug_runs_reuse_the_local_secret_key(var_dir):
+    first = _run(PRINT_KEY, {"MAILSEC_DEBUG": "1"}, var_dir)
+    second = _run(PRINT_KEY, {"MAILSEC_DEBUG": "1"}, var_dir)
+    assert first.returncode == second.returncode == 0
+    assert first.stdout == second.stdout
+    assert [p.name for p in var_dir.iterdir() if "secret" in p.name] == ["secret_key"]
+
+
+def test_a_process_without_debug_uses_the_local_secret_key(var_dir):
+    created = _run(PRINT_KEY, {"MAILSEC_DEBUG": "1"}, var_dir)
+    assert created.returncode == 0, created.stderr
+    assert _run(PRINT_KEY, NO_KEY_ENV, var_dir).stdout == created.stdout
+    check = _manage("check", env=NO_KEY_ENV, var=var_dir)
+    assert check.returncode == 0, check.stderr
+    assert _run("import mailsec.wsgi", NO_KEY_ENV, var_dir).returncode == 0
+    assert _run(CELERY_START.format(signal="worker_init"), NO_KEY_ENV, var_dir).returncode == 0
+
+
+def test_the_environment_key_wins_over_the_local_file(var_dir):
+    assert _run(PRINT_KEY, {"MAILSEC_DEBUG": "1"}, var_dir).returncode == 0
+    result = _run(PRINT_KEY, PRODUCTION_ENV, var_dir)
+    assert result.stdout.strip() == PRODUCTION_ENV["MAILSEC_SECRET_KEY"]
