@@ -33,6 +33,8 @@ DEBUG = env_bool("MAILSEC_DEBUG", False)
 # empty, and the mailsec.E001 system check, the WSGI app and Celery refuse to start.
 LOCAL_SECRET_KEY_FILE = VAR_DIR / "secret_key"
 SECRET_KEY = env_secret_key("MAILSEC_SECRET_KEY", local_file=LOCAL_SECRET_KEY_FILE, create=DEBUG)
+# Earlier keys, still accepted while a rotation settles (sessions, signatures, API tokens).
+SECRET_KEY_FALLBACKS = env_list("MAILSEC_SECRET_KEY_FALLBACKS")
 
 ALLOWED_HOSTS = env_list("MAILSEC_ALLOWED_HOSTS") or (
     ["127.0.0.1", "localhost", "[::1]"] if DEBUG else []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
@@ -17,9 +18,12 @@ from mailsec.services.audit import Actor, audit_record
 TOKEN_PREFIX = "msk_"  # noqa: S105  (a marker, not a secret)
 
 
-def api_token_hash(key: str) -> str:
-    """Keyed hash of an API key; a database dump without SECRET_KEY reveals nothing usable."""
-    return salted_hmac("mailsec.api-token", key, algorithm="sha256").hexdigest()
+def api_token_hash(key: str, *, secret: str | None = None) -> str:
+    """Keyed hash of an API key; a database dump without SECRET_KEY reveals nothing usable.
+
+    `secret` defaults to SECRET_KEY; authentication also tries each of SECRET_KEY_FALLBACKS.
+    """
+    return salted_hmac("mailsec.api-token", key, secret=secret, algorithm="sha256").hexdigest()
 
 
 @transaction.atomic
@@ -67,18 +71,30 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def api_token_authenticate(key: str) -> ApiToken | None:
-    """The live token for this key, or None for a wrong, unknown, expired or revoked one."""
+    """The live token for this key, or None for a wrong, unknown, expired or revoked one.
+
+    A token hashed under a key now in SECRET_KEY_FALLBACKS (the secret key was rotated) is
+    accepted and re-hashed under the current key, so it outlives the fallback's removal.
+    """
     now = timezone.now()
+    current = api_token_hash(key)
+    hashes = [current, *(api_token_hash(key, secret=old) for old in settings.SECRET_KEY_FALLBACKS)]
     token = (
         ApiToken.objects.select_related("user")
-        .filter(key_hash=api_token_hash(key), revoked_at__isnull=True, user__is_active=True)
+        .filter(key_hash__in=hashes, revoked_at__isnull=True, user__is_active=True)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .first()
     )
     if token is None:
         return None
+    changes: dict[str, object] = {}
+    if token.key_hash != current:
+        changes["key_hash"] = current
     # Recording every request would turn each API read into a write; a minute is precise enough.
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
+        changes["last_used_at"] = now
+    if changes:
+        ApiToken.objects.filter(pk=token.pk).update(**changes)
+        for field, value in changes.items():
+            setattr(token, field, value)
     return token

@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from mailsec.models import ApiToken, AuditLog, TokenScope
-from mailsec.services.tokens import api_token_create, api_token_revoke
+from mailsec.services.tokens import api_token_create, api_token_hash, api_token_revoke
 
 pytestmark = pytest.mark.django_db
 
@@ -89,6 +89,43 @@ def test_last_used_is_recorded(owner):
     _client(key).get(DOMAINS)
     token.refresh_from_db()
     assert token.last_used_at is not None
+
+
+OLD_KEY = "old-secret-key-0123456789-0123456789-0123456789-abcdef"
+NEW_KEY = "new-secret-key-0123456789-0123456789-0123456789-abcdef"
+
+
+def test_token_survives_a_secret_key_rotation_and_moves_to_the_new_key(owner, settings):
+    settings.SECRET_KEY = OLD_KEY
+    token, key = api_token_create(user=owner, scope=TokenScope.READ, actor=None)
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_KEY, [OLD_KEY]
+    assert _client(key).get(DOMAINS).status_code == 200
+    token.refresh_from_db()
+    assert token.key_hash == api_token_hash(key, secret=NEW_KEY)
+    settings.SECRET_KEY_FALLBACKS = []
+    assert _client(key).get(DOMAINS).status_code == 200
+
+
+def test_token_made_under_a_dropped_key_gets_the_same_401(owner, settings):
+    settings.SECRET_KEY = OLD_KEY
+    token, key = api_token_create(user=owner, scope=TokenScope.READ, actor=None)
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_KEY, ["some-other-old-key"]
+    response = _client(key).get(DOMAINS)
+    unknown = _client("msk_unknown").get(DOMAINS)
+    assert response.status_code == unknown.status_code == 401
+    assert response.content == unknown.content
+    token.refresh_from_db()
+    assert token.key_hash == api_token_hash(key, secret=OLD_KEY)
+
+
+def test_revoked_token_stays_refused_under_a_fallback_key(owner, settings):
+    settings.SECRET_KEY = OLD_KEY
+    token, key = api_token_create(user=owner, scope=TokenScope.READ, actor=None)
+    api_token_revoke(token=token, actor=owner)
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_KEY, [OLD_KEY]
+    assert _client(key).get(DOMAINS).status_code == 401
+    token.refresh_from_db()
+    assert token.key_hash == api_token_hash(key, secret=OLD_KEY)
 
 
 def test_create_api_token_command_prints_a_working_key(owner):

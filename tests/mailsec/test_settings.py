@@ -166,3 +166,14 @@ def test_the_environment_key_wins_over_the_local_file(var_dir):
     assert _run(PRINT_KEY, {"MAILSEC_DEBUG": "1"}, var_dir).returncode == 0
     result = _run(PRINT_KEY, PRODUCTION_ENV, var_dir)
     assert result.stdout.strip() == PRODUCTION_ENV["MAILSEC_SECRET_KEY"]
+
+
+def test_secret_key_fallbacks_are_read_as_a_comma_list(var_dir):
+    code = "from django.conf import settings; print(settings.SECRET_KEY_FALLBACKS)"
+    result = _run(
+        code, {**PRODUCTION_ENV, "MAILSEC_SECRET_KEY_FALLBACKS": "old-one, older-one"}, var_dir
+    )
+    assert result.stdout.strip() == "['old-one', 'older-one']"
+    result = _run(code, {**PRODUCTION_ENV, "MAILSEC_SECRET_KEY_FALLBACKS": "old-one,,"}, var_dir)
+    assert result.returncode != 0
+    assert "MAILSEC_SECRET_KEY_FALLBACKS" in result.stderr
