@@ -7,9 +7,9 @@ Pure: the adapters (`resolver`, `web`, `spf_eval`) produce these, the checks con
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class LookupStatus(StrEnum):
@@ -57,6 +57,7 @@ class Fetch:
     url: str
     status: int | None = None
     body: str = ""
+    data: bytes = b""  # the body as served, for what must be hashed or parsed as bytes
     content_type: str = ""
     address: str = ""
     error: str = ""  # mailsec could not tell: timeout, refused, not allowed to connect
@@ -88,6 +89,24 @@ class SpfEvaluation:
     lookups: int
 
 
+@dataclass(frozen=True)
+class BimiAsset:
+    """A BIMI logo or mark certificate, fetched and inspected.
+
+    `error`: mailsec could not tell (a lookup failed, a timeout, an address it may not reach);
+    `fault`: the asset is wrong (no such host, an HTTP error, a bad TLS certificate, not an
+    SVG or a PEM certificate); `problems`: requirements it breaks, so receivers will not show
+    the logo; `warnings`: what will break soon (a certificate about to expire).
+    """
+
+    url: str
+    error: str = ""
+    fault: str = ""
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 class Resolving(Protocol):
     """The resolver a check asks: `dns_records.resolver.Resolver` or a stand-in in unit tests."""
 
@@ -111,10 +130,17 @@ class SpfEvaluator(Protocol):
     def __call__(self, ip: str, domain: str) -> SpfEvaluation: ...
 
 
+class BimiInspector(Protocol):
+    """Fetches and validates a BIMI record's logo (`l=`) and mark certificate (`a=`)."""
+
+    def __call__(self, domain: str, logo: str, authority: str) -> list[BimiAsset]: ...
+
+
 @dataclass(frozen=True)
 class Net:
-    """The outside world as one run of checks reaches it: DNS, HTTPS and SPF's check_host."""
+    """The outside world as one run of checks reaches it: DNS, HTTPS, SPF's check_host, BIMI."""
 
     resolver: Resolving
     fetch_https: HttpsFetcher
     check_host: SpfEvaluator
+    inspect_bimi: BimiInspector

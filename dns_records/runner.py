@@ -12,8 +12,9 @@ from collections.abc import Callable, Collection, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import partial
 
+from dns_records.bimi_assets import inspect_bimi
 from dns_records.checks import CheckContext, all_checks
-from dns_records.lookups import Net, SpfEvaluation
+from dns_records.lookups import BimiAsset, Net, SpfEvaluation
 from dns_records.resolver import CachingResolver, Resolver
 from dns_records.results import CheckOutcome
 from dns_records.spf_eval import evaluate_spf
@@ -26,7 +27,15 @@ def net_for(resolver: Resolver) -> Net:
     def check_host(ip: str, domain: str) -> SpfEvaluation:
         return evaluate_spf(ip, domain, resolver=resolver)
 
-    return Net(resolver=resolver, fetch_https=partial(fetch_https), check_host=check_host)
+    def bimi(domain: str, logo: str, authority: str) -> list[BimiAsset]:
+        return inspect_bimi(domain, logo, authority, resolver=resolver, fetch=fetch_https)
+
+    return Net(
+        resolver=resolver,
+        fetch_https=partial(fetch_https),
+        check_host=check_host,
+        inspect_bimi=bimi,
+    )
 
 
 def run_domain_checks(

@@ -17,7 +17,7 @@ from django.conf import settings
 
 from dns_records.lookups import Fetch
 
-USER_AGENT = "mailsec (MTA-STS policy check)"
+USER_AGENT = "mailsec (mail DNS checks)"
 
 
 def address_allowed(address: str) -> bool:
@@ -89,17 +89,21 @@ def fetch_https(
 def _get(url: str, host: str, path: str, tls: ssl.SSLSocket, address: str, max_bytes: int) -> Fetch:
     connection = http.client.HTTPSConnection(host, timeout=tls.gettimeout())
     connection.sock = tls  # already connected to the address our resolver chose
-    connection.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": "text/plain"})
+    connection.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": "*/*"})
     response = connection.getresponse()
     body = response.read(max_bytes + 1)
     if len(body) > max_bytes:
         return Fetch(
-            url, status=response.status, address=address, fault="policy larger than 64 KiB"
+            url,
+            status=response.status,
+            address=address,
+            fault=f"larger than {max_bytes // 1024} KiB",
         )
     return Fetch(
         url,
         status=response.status,
         body=body.decode("utf-8", errors="replace"),
+        data=body,
         content_type=response.getheader("Content-Type", ""),
         address=address,
     )

@@ -114,11 +114,67 @@ MTA_STS_POLICIES = {
 MTA_STS_CERT_NAMES = [*MTA_STS_POLICIES, "mta-sts.missing.policy.test"]
 
 
+BIMI_LOGO = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<svg version="1.2" baseProfile="tiny-ps" xmlns="http://www.w3.org/2000/svg" '
+    b'viewBox="0 0 100 100"><title>Good</title><rect width="100" height="100" fill="#1a73e8"/></svg>\n'
+)
+# SVG 1.1 with no baseProfile and no title: receivers that check BIMI show nothing.
+BIMI_PLAIN_SVG = (
+    b'<svg version="1.1" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10">'
+    b'<rect width="10" height="10"/></svg>'
+)
+
+
+def _self_signed_mark_certificate() -> bytes:
+    """A certificate for selfsigned.policy.test that no Mark Verifying Authority issued."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "selfsigned.policy.test")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("selfsigned.policy.test")]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+# (host, path) -> (HTTP status, Content-Type, body): the BIMI assets of the fixture zones.
+BIMI_FILES = {
+    ("mta-sts.good.test", "/bimi/vmc.pem"): (
+        200,
+        "application/pem-certificate-chain",
+        _self_signed_mark_certificate(),
+    ),
+    ("mta-sts.good.test", "/bimi/logo.svg"): (200, "image/svg+xml", BIMI_LOGO),
+    ("mta-sts.good.test", "/bimi/plain.svg"): (200, "image/svg+xml", BIMI_PLAIN_SVG),
+    ("mta-sts.good.test", "/bimi/page.html"): (200, "text/html", b"<html>not a logo</html>"),
+}
+
+
 @pytest.fixture(scope="session")
 def policy_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyWebServer]:
     """HTTPS on a free port of 127.0.0.15 serving the MTA-STS policies of the fixture zones."""
     server = PolicyWebServer(
-        tmp_path_factory.mktemp("policy-web"), MTA_STS_POLICIES, MTA_STS_CERT_NAMES
+        tmp_path_factory.mktemp("policy-web"),
+        MTA_STS_POLICIES,
+        MTA_STS_CERT_NAMES,
+        files=BIMI_FILES,
     )
     server.start()
     try:

@@ -275,7 +275,8 @@ POLICY_WEB_ADDRESS = "127.0.0.15"
 
 
 class PolicyWebServer:
-    """An HTTPS server on a free port of POLICY_WEB_ADDRESS serving MTA-STS policies by Host header.
+    """An HTTPS server on a free port of POLICY_WEB_ADDRESS serving MTA-STS policies by Host header,
+    and other files (BIMI logos and certificates) by host and path.
 
     It runs unprivileged: the port is chosen by the system at start (`.port`), and the tests
     point mailsec's fetch at it (MAILSEC_MTA_STS_HTTPS_PORT); production fetches from 443.
@@ -289,9 +290,11 @@ class PolicyWebServer:
         policies: dict[str, tuple[int, str, str]],
         names: list[str],
         address: str = POLICY_WEB_ADDRESS,
+        files: dict[tuple[str, str], tuple[int, str, bytes]] | None = None,
     ) -> None:
         self.directory = directory
         self.policies = policies
+        self.files = files or {}
         self.names = names
         self.address = address
         self.ca_file = directory / "ca.pem"
@@ -304,7 +307,7 @@ class PolicyWebServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         cert, key = self._make_certificates()
-        policies = self.policies
+        policies, files = self.policies, self.files
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -313,6 +316,8 @@ class PolicyWebServer:
                 if self.path != "/.well-known/mta-sts.txt":
                     status, content_type, body = 404, "text/plain", "not found\n"
                 data = body.encode()
+                if (host, self.path) in files:
+                    status, content_type, data = files[(host, self.path)]
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))

@@ -104,7 +104,12 @@ CASES = [
     ("good.test", "tls_rpt", "ok", "tls-reports@good.test"),
     ("single.mx.test", "tls_rpt", "warning", "No TLS-RPT record"),
     ("badrua.policy.test", "tls_rpt", "fail", "mailto: or https:"),
-    ("good.test", "bimi", "ok", "https://good.test/logo.svg"),
+    ("good.test", "bimi", "ok", "https://mta-sts.good.test/bimi/logo.svg"),
+    ("plainlogo.policy.test", "bimi", "fail", "The SVG version must be 1.2"),
+    ("htmllogo.policy.test", "bimi", "fail", "not an SVG image"),
+    ("missinglogo.policy.test", "bimi", "fail", "answered HTTP 404"),
+    ("nohostlogo.policy.test", "bimi", "fail", "nowhere.policy.test has no address"),
+    ("selfsigned.policy.test", "bimi", "fail", "required extension: logotype"),
     ("single.mx.test", "bimi", "ok", "No BIMI record"),
     ("badbimi.policy.test", "bimi", "fail", "https://"),
     ("decline.policy.test", "bimi", "ok", "declines"),
@@ -293,3 +298,12 @@ def test_a_policy_record_needs_its_exact_version_tag():
 def test_missing_mta_sts_says_to_serve_the_policy_first(resolver):
     outcome = check(resolver, "single.mx.test", "mta_sts")
     assert "https://mta-sts.single.mx.test/.well-known/mta-sts.txt" in outcome.details["hint"]
+
+
+def test_a_mark_certificate_from_no_verifying_authority_is_named_as_such(resolver):
+    outcome = check(resolver, "selfsigned.policy.test", "bimi")
+    messages = [f["message"] for f in outcome.details["findings"]]
+    assert any("Mark Verifying Authority" in m for m in messages), messages
+    logo, certificate = outcome.details["assets"]
+    assert logo["problems"] == [] and logo["sha256"]
+    assert certificate["url"].endswith("/bimi/vmc.pem")
