@@ -1,0 +1,1 @@
+"""mailsec's SPF + DMARC + MX checks against checkdmarc, on the same fixture domains."""
