@@ -43,7 +43,7 @@ def mailsec_run(
     domains: Sequence[str], resolver: Resolver, workers: int
 ) -> tuple[float, MailsecResults]:
     """run_many on `domains` with `workers` threads: its wall time, and outcomes by check."""
-    from dns_records.checks import run_many
+    from dns_records.runner import run_many
 
     start = time.perf_counter()
     results = run_many(
