@@ -11,7 +11,12 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from mailsec.models import ApiToken, AuditLog, TokenScope
-from mailsec.services.tokens import api_token_create, api_token_hash, api_token_revoke
+from mailsec.services.tokens import (
+    api_token_authenticate,
+    api_token_create,
+    api_token_hash,
+    api_token_revoke,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -116,6 +121,19 @@ def test_token_made_under_a_dropped_key_gets_the_same_401(owner, settings):
     assert response.content == unknown.content
     token.refresh_from_db()
     assert token.key_hash == api_token_hash(key, secret=OLD_KEY)
+
+
+def test_looking_a_key_up_is_one_query_whatever_the_number_of_fallbacks(
+    owner, settings, django_assert_num_queries
+):
+    settings.SECRET_KEY = OLD_KEY
+    _token, key = api_token_create(user=owner, scope=TokenScope.READ, actor=None)
+    settings.SECRET_KEY = NEW_KEY
+    settings.SECRET_KEY_FALLBACKS = ["first-older-key", "second-older-key", OLD_KEY]
+    with django_assert_num_queries(2):  # the lookup, then re-hash and last use in one update
+        assert api_token_authenticate(key) is not None
+    with django_assert_num_queries(1):
+        assert api_token_authenticate(key) is not None
 
 
 def test_revoked_token_stays_refused_under_a_fallback_key(owner, settings):
