@@ -1,12 +1,12 @@
-"""Read queries of the core: which organisations a user may see and change."""
+"""Read queries of the core: which organisations a user may see and change, members, tokens."""
 
 from __future__ import annotations
 
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as UserModel
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
-from mailsec.models import WRITE_ROLES, AuditLog, Membership, Organisation, TaskRun
+from mailsec.models import WRITE_ROLES, ApiToken, AuditLog, Membership, Organisation, TaskRun
 
 User = UserModel | AnonymousUser
 
@@ -21,6 +21,11 @@ def organisations_writable(user: User) -> QuerySet[Organisation]:
     if not user.is_authenticated:
         return Organisation.objects.none()
     return Organisation.objects.filter(memberships__user=user, memberships__role__in=WRITE_ROLES)
+
+
+def organisation_visible(user: User, slug: str) -> Organisation | None:
+    """The organisation if the user is a member of it; another organisation's is None."""
+    return organisations_visible(user).filter(slug=slug).first()
 
 
 def membership_get(user: User, organisation: Organisation) -> Membership | None:
@@ -46,3 +51,38 @@ def audit_log_visible(user: User) -> QuerySet[AuditLog]:
     return AuditLog.objects.filter(
         Q(organisation__in=organisations_visible(user)) | own
     ).select_related("organisation")
+
+
+def memberships_with_members(user: User) -> QuerySet[Membership]:
+    """The user's own memberships by organisation name, each organisation with its members
+    (by username) prefetched as `organisation.memberships.all()`: two queries in all."""
+    if not user.is_authenticated:
+        return Membership.objects.none()
+    members = Membership.objects.select_related("user").order_by("user__username")
+    return (
+        Membership.objects.filter(user=user)
+        .select_related("organisation")
+        .prefetch_related(Prefetch("organisation__memberships", queryset=members))
+        .order_by("organisation__name")
+    )
+
+
+def membership_visible(user: User, pk: int) -> Membership | None:
+    """A membership in one of the user's organisations, with its organisation and user."""
+    return (
+        Membership.objects.filter(organisation__in=organisations_visible(user), pk=pk)
+        .select_related("organisation", "user")
+        .first()
+    )
+
+
+def api_tokens_of(user: User) -> QuerySet[ApiToken]:
+    """The user's own API tokens, newest first, revoked and expired ones included."""
+    if not user.is_authenticated:
+        return ApiToken.objects.none()
+    return ApiToken.objects.filter(user=user)
+
+
+def api_token_of(user: User, pk: int) -> ApiToken | None:
+    """One of the user's own tokens; anyone else's is None."""
+    return api_tokens_of(user).filter(pk=pk).first()
