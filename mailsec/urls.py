@@ -22,5 +22,5 @@ urlpatterns = [
     path("", include("dashboard.urls")),
 ]
 
-handler404 = "dashboard.views.not_found"
-handler500 = "dashboard.views.server_error"
+handler404 = "dashboard.views.errors.not_found"
+handler500 = "dashboard.views.errors.server_error"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import template
+from django import forms, template
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from dns_records.zonefile import zone_line
 
@@ -34,3 +36,20 @@ def zone_lines(results: Any) -> str:
 @register.filter
 def get_item(mapping: Any, key: str) -> Any:
     return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+@register.simple_tag
+def form_errors(form: forms.BaseForm) -> SafeString:
+    """A form's messages as `<p class="error" role="alert">`: the form's own first, then one
+    paragraph per field, whose id is the one its input's aria-describedby names."""
+    own = [format_html('<p class="error" role="alert">{}</p>', e) for e in form.non_field_errors()]
+    fields = [
+        format_html(
+            '<p class="error" role="alert" id="{}_error">{}</p>',
+            field.auto_id,
+            " ".join(str(error) for error in field.errors),
+        )
+        for field in form
+        if field.errors
+    ]
+    return format_html_join("", "{}", ((part,) for part in [*own, *fields]))

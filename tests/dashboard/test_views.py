@@ -388,7 +388,7 @@ def test_a_user_cannot_revoke_someone_elses_token(owner, outsider):
 def test_server_errors_answer_json_under_the_api_and_a_page_elsewhere(rf):
     import json
 
-    from dashboard.views import server_error
+    from dashboard.views.errors import server_error
 
     api = server_error(rf.get("/api/v1/domains/"))
     assert api.status_code == 500
@@ -438,3 +438,113 @@ def test_status_counts_appear_once_on_the_page_and_out_of_band_in_fragments(owne
         'id="status-counts" class="status-counts" aria-label="Domains by status" hx-swap-oob="true"'
         in (fragment.content.decode())
     )
+
+
+def _checked_domains(org, count, start=0):
+    """Domains that each have a few current checks, one of them failing."""
+    from dns_records.models import CheckStatus
+    from dns_records.results import CheckOutcome
+
+    for n in range(start, start + count):
+        domain = Domain.objects.create(organisation=org, name=f"d{n:02}.test")
+        _store(domain, CheckOutcome("spf", CheckStatus.OK, "fine"),
+               CheckOutcome("dmarc", CheckStatus.WARNING, "p=none"),
+               CheckOutcome("mx", CheckStatus.FAIL, "no MX"))  # fmt: skip
+
+
+@pytest.mark.parametrize("fragment", [False, True], ids=["page", "table-fragment"])
+def test_domain_list_runs_as_many_queries_for_30_domains_as_for_3(owner, org, other_org, fragment):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from mailsec.models import Role
+    from mailsec.services.members import membership_set
+
+    # Two writable organisations, so the add form shows its organisation menu too.
+    membership_set(organisation=other_org, user=owner, role=Role.ADMIN, actor=None)
+    headers = {"HX-Request": "true", "HX-Target": "domain-table"} if fragment else {}
+    client = login(owner)
+    queries, rows = [], []
+    for count, start in ((3, 0), (27, 3)):
+        _checked_domains(org if start else other_org, count, start)
+        with CaptureQueriesContext(connection) as captured:
+            body = client.get("/domains/", headers=headers).content.decode()
+        assert ("<html" in body) is not fragment
+        queries.append(len(captured))
+        rows.append(body.count('<tr id="domain-'))
+    assert rows == [3, 25]  # a full page of 25 rows against 3
+    assert queries[0] == queries[1], queries
+
+
+def test_adding_a_domain_to_an_organisation_the_user_cannot_change_is_refused(owner, other_org):
+    response = login(owner).post(
+        "/domains/add/", {"name": "good.test", "organisation": other_org.pk}, HTTP_HX_REQUEST="true"
+    )
+    assert response["HX-Retarget"] == "#domain-add-form"
+    assert "You cannot add domains to that organisation." in response.content.decode()
+    assert not Domain.objects.exists()
+
+
+def test_adding_a_domain_twice_shows_the_error_next_to_the_name_as_typed(owner, domain):
+    body = (
+        login(owner)
+        .post("/domains/add/", {"name": "Good.Test"}, HTTP_HX_REQUEST="true")
+        .content.decode()
+    )
+    assert "good.test is already in Acme Mail." in body
+    assert 'value="Good.Test"' in body
+
+
+def test_a_field_error_is_the_element_its_input_names_in_aria_describedby(owner):
+    body = (
+        login(owner)
+        .post("/domains/add/", {"name": "bad name.test"}, HTTP_HX_REQUEST="true")
+        .content.decode()
+    )
+    assert 'aria-invalid="true" aria-describedby="domain-name_error"' in body
+    assert '<p class="error" role="alert" id="domain-name_error">' in body
+
+
+def test_a_token_with_an_unknown_scope_or_expiry_is_not_created(owner):
+    from mailsec.models import ApiToken
+
+    body = (
+        login(owner)
+        .post(
+            "/tokens/",
+            {"name": "ci", "scope": "admin", "expires": "forever"},
+            HTTP_HX_REQUEST="true",
+        )
+        .content.decode()
+    )
+    assert "Choose a scope." in body and "Choose an expiry." in body
+    assert not ApiToken.objects.exists()
+
+
+def test_a_token_expires_after_the_chosen_days_or_never(owner):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mailsec.models import ApiToken
+
+    client = login(owner)
+    client.post("/tokens/", {"name": "month", "scope": "read", "expires": "30"})
+    client.post("/tokens/", {"name": "forever", "scope": "read", "expires": "never"})
+    month = ApiToken.objects.get(name="month").expires_at
+    assert month is not None
+    assert abs(month - (timezone.now() + timedelta(days=30))) < timedelta(minutes=1)
+    assert ApiToken.objects.get(name="forever").expires_at is None
+
+
+def test_a_member_with_an_unknown_role_is_refused_and_the_form_keeps_the_name(owner, org):
+    from django.contrib.auth.models import User
+
+    body = (
+        login(owner)
+        .post(f"/organisations/{org.slug}/members/", {"username": "nina", "role": "king"})
+        .content.decode()
+    )
+    assert "Choose a role." in body
+    assert 'value="nina"' in body
+    assert not User.objects.filter(username="nina").exists()

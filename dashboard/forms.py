@@ -1,0 +1,119 @@
+"""Input of the htmx UI. Forms check the shape of what was typed; the services still decide
+who may do it and write the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib.auth.validators import UnicodeUsernameValidator
+
+from dns_records.names import InvalidDomainName, normalise_domain
+from mailsec.models import Organisation, Role, TokenScope
+
+NOT_WRITABLE = "You cannot add domains to that organisation."
+
+
+class DomainAddForm(forms.Form):
+    """A domain name and one of the organisations the user may change (the first by default:
+    the page shows no organisation menu when there is only one)."""
+
+    name = forms.CharField(
+        error_messages={"required": "Enter a domain name."},
+        widget=forms.TextInput(attrs={"placeholder": "example.org", "autocomplete": "off"}),
+    )
+    organisation = forms.TypedChoiceField(
+        coerce=int,
+        required=False,
+        empty_value=None,
+        error_messages={"invalid_choice": NOT_WRITABLE},
+        widget=forms.Select(attrs={"aria-label": "Organisation"}),
+    )
+
+    def __init__(self, *args: Any, organisations: Sequence[Organisation], **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "domain-%s")
+        super().__init__(*args, **kwargs)
+        self.organisations = {org.pk: org for org in organisations}
+        field = self.fields["organisation"]
+        assert isinstance(field, forms.TypedChoiceField)
+        field.choices = [(org.pk, org.name) for org in organisations]
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        try:
+            return normalise_domain(name)
+        except InvalidDomainName as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_organisation(self) -> Organisation:
+        pk: int | None = self.cleaned_data["organisation"]
+        if pk is None and self.organisations:
+            pk = next(iter(self.organisations))
+        if pk not in self.organisations:
+            raise forms.ValidationError(NOT_WRITABLE)
+        return self.organisations[pk]
+
+
+# Expiry choices in days; None never expires.
+EXPIRY_DAYS: dict[str, int | None] = {"30": 30, "90": 90, "365": 365, "never": None}
+
+
+class TokenCreateForm(forms.Form):
+    """A new API token: what it is for, read or write, and when it expires."""
+
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "what it is for"}),
+    )
+    scope = forms.ChoiceField(
+        choices=[(TokenScope.READ, "read"), (TokenScope.WRITE, "read and write")],
+        initial=TokenScope.READ,
+        error_messages={"required": "Choose a scope.", "invalid_choice": "Choose a scope."},
+        widget=forms.Select(attrs={"aria-label": "Scope"}),
+    )
+    expires = forms.ChoiceField(
+        choices=[
+            ("30", "expires in 30 days"),
+            ("90", "expires in 90 days"),
+            ("365", "expires in a year"),
+            ("never", "never expires"),
+        ],
+        initial="90",
+        error_messages={"required": "Choose an expiry.", "invalid_choice": "Choose an expiry."},
+        widget=forms.Select(attrs={"aria-label": "Expires"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "token-%s")
+        super().__init__(*args, **kwargs)
+
+    def expires_at(self, now: datetime) -> datetime | None:
+        days = EXPIRY_DAYS[self.cleaned_data["expires"]]
+        return now + timedelta(days=days) if days is not None else None
+
+
+class MemberAddForm(forms.Form):
+    """A username (an account is created when there is none) and the role to give it."""
+
+    username = forms.CharField(
+        max_length=150,
+        validators=[UnicodeUsernameValidator()],
+        error_messages={
+            "required": "Enter a username of at most 150 characters.",
+            "max_length": "Enter a username of at most 150 characters.",
+        },
+        widget=forms.TextInput(attrs={"placeholder": "username", "autocomplete": "off"}),
+    )
+    role = forms.ChoiceField(
+        choices=Role.choices,
+        initial=Role.VIEWER,
+        error_messages={"required": "Choose a role.", "invalid_choice": "Choose a role."},
+        widget=forms.Select(attrs={"aria-label": "Role"}),
+    )
+
+    def __init__(self, *args: Any, slug: str, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", f"member-{slug}-%s")
+        super().__init__(*args, **kwargs)
