@@ -18,7 +18,7 @@ def _panel_context(
     request: HtmxRequest, form: TokenCreateForm | None = None, new_key: str | None = None
 ) -> dict[str, object]:
     return {
-        "form": form or TokenCreateForm(),
+        "form": form if form is not None else TokenCreateForm(),
         "tokens": api_tokens_of(request.user),
         "new_key": new_key,
         "now": timezone.now(),
