@@ -50,6 +50,11 @@ def domains_visible(user: User, *, search: str = "", status: str = "") -> QueryS
     ).order_by("name", "organisation__name")
 
 
+def domain_visible(user: User, pk: int) -> Domain | None:
+    """One of the user's domains, with the list's annotations; None for anyone else's."""
+    return domains_visible(user).filter(pk=pk).first()
+
+
 def current_checks(domain: Domain) -> list[CheckState]:
     """The current result of each check, in the order the checks are listed."""
     order = {name: index for index, name in enumerate(check_names())}

@@ -6,8 +6,8 @@ from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
@@ -25,7 +25,10 @@ STATUSES = ["ok", "warning", "fail", "error", "unchecked"]
 
 def _visible_domain(request: HtmxRequest, pk: int) -> Domain:
     """The domain if the user may see it; another organisation's domain is a plain 404."""
-    return get_object_or_404(domain_selectors.domains_visible(request.user), pk=pk)
+    domain = domain_selectors.domain_visible(request.user, pk)
+    if domain is None:
+        raise Http404("No such domain.")
+    return domain
 
 
 def _domain_table_context(request: HtmxRequest, writable: list[Organisation]) -> dict[str, object]:

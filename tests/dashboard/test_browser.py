@@ -149,3 +149,29 @@ def test_search_filter_check_now_and_delete_in_the_browser(
     expect(page.locator("#domain-table")).not_to_contain_text("single.mx.test")
     assert not Domain.objects.filter(name="single.mx.test").exists()
     assert problems == [], problems
+
+
+def test_a_refused_domain_shows_its_error_in_place_without_breaking_the_csp(
+    browser_page, live_server, owner, other_org
+):
+    """htmx swaps the form back with the error, twice; any console error (a CSP refusal of an
+    inline style settled onto the new form, say) fails the test."""
+    from mailsec.models import Role
+    from mailsec.services.members import membership_set
+
+    # Two writable organisations: the form shows the organisation choice too.
+    membership_set(organisation=other_org, user=owner, role=Role.ADMIN, actor=None)
+    page, problems = browser_page
+    page.goto(f"{live_server.url}/domains/")
+    page.fill("input[name=username]", owner.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/domains/")
+    page.fill("#domain-name", "not a domain")
+    page.click("#domain-add-form button[type=submit]")
+    page.locator("#domain-add-form .error").first.wait_for(timeout=10_000)
+    page.fill("#domain-name", "-bad-.test")
+    page.click("#domain-add-form button[type=submit]")
+    page.locator("#domain-add-form .error", has_text="-bad-").first.wait_for(timeout=10_000)
+    assert problems == []
+    assert not Domain.objects.exists()
