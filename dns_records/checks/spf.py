@@ -3,7 +3,9 @@
 `gather` fetches the record tree through the resolver (capped at MAX_SPF_NODES records) and
 evaluates the senders that matter with RFC 7208 `check_host`; `verdict` counts lookups and void
 lookups across the tree, judges the final `all`, and suggests a record that fixes what it found:
-for a record over the lookup limit, a flattened one.
+several records merged into one; includes of records receivers cannot use, and terms whose
+lookup is void, left out; includes that loop, or (over the lookup limit) every include that can
+be, flattened into the addresses they authorise now.
 """
 
 from __future__ import annotations
@@ -300,6 +302,31 @@ def suggest_spf(
     return " ".join(["v=spf1", *terms, "-all", *modifiers])
 
 
+def merge_spf(records: list[str]) -> str | None:
+    """One record holding the senders of several: receivers ignore a domain's SPF when it has
+    more than one. None when one of them cannot be read or ends in a redirect (its target's
+    verdict cannot be merged into a list of terms)."""
+    terms: list[str] = []
+    modifiers: dict[str, str] = {}
+    for text in records:
+        try:
+            record = parse_spf(text)
+        except SpfSyntaxError:
+            return None
+        if record.all_qualifier is None and record.modifier("redirect") is not None:
+            return None
+        reached = True  # mechanisms after 'all' are never evaluated
+        for term in record.terms:
+            if term.kind == "modifier":
+                modifiers.setdefault(term.name, str(term))
+            elif term.name == "all":
+                reached = False
+            elif reached:
+                terms.append(str(term))
+    modifiers.pop("redirect", None)
+    return " ".join(["v=spf1", *dict.fromkeys(terms), "-all", *modifiers.values()])
+
+
 def _cost(node: SpfNode) -> int:
     """DNS lookups a receiver spends on this record and everything it includes."""
     record = node.record()
@@ -348,11 +375,15 @@ def _address_terms(node: SpfNode, term: Term, qualifier: str) -> list[str] | Non
 def _flatten_include(node: SpfNode | None, qualifier: str) -> list[str] | None:
     """The ip4:/ip6: terms on which an included record passes, with the include's qualifier.
 
+    A term that loops back to a record being flattened adds nothing: that record's own terms
+    are already in the result (receivers give up on the loop; what it meant is the union).
     None when the record cannot be written as addresses: a macro, exists or ptr (known only when
     a message arrives), a non-pass term before the end (it would change what passes), +all, or
     a lookup that failed.
     """
-    if node is None or node.loop or node.unexpanded or node.truncated:
+    if node is not None and node.loop:
+        return []
+    if node is None or node.unexpanded or node.truncated:
         return None
     record = node.record()
     if record is None:
@@ -390,35 +421,122 @@ def _flatten_include(node: SpfNode | None, qualifier: str) -> list[str] | None:
     return terms
 
 
-def flatten_spf(root: SpfNode, host_addresses_: list[str], *, authorise_mx: bool) -> str | None:
-    """A record equivalent to the domain's, with each include replaced by its current addresses.
+def _loops(node: SpfNode) -> bool:
+    return node.loop or any(_loops(child) for child in node.children)
 
-    Includes that cannot be flattened stay as they are. None when the result would still need
-    more than ten lookups, or the domain's record cannot be read.
+
+def _unusable(node: SpfNode | None) -> str | None:
+    """Why receivers cannot use the record an include or redirect names; None when they can
+    (or when mailsec cannot tell: a failed lookup, a macro, a tree cut short)."""
+    if node is None or node.loop or node.unexpanded or node.truncated or node.txt.failed:
+        return None
+    records = node.spf_records()
+    if not records:
+        return f"{node.domain} publishes no SPF record"
+    if len(records) > 1:
+        return f"{node.domain} publishes {len(records)} SPF records"
+    if node.record() is None:
+        return f"{node.domain} publishes an invalid SPF record"
+    return None
+
+
+def _void_term(node: SpfNode, term: Term) -> bool:
+    """An a, mx or exists term whose lookup found nothing: it matches no sender."""
+    if term.name == "a":
+        found = node.term_addresses.get(str(term), [])
+        return bool(found) and all(_is_void(lookup) for lookup in found)
+    return term.name in {"mx", "exists"} and any(
+        _is_void(lookup) and lookup.rdtype in {"MX", "A"}
+        for lookup in node.term_lookups.get(str(term), [])
+    )
+
+
+def _void_below(node: SpfNode) -> int:
+    tally = SpfTally()
+    _walk(node, tally, 1)
+    return tally.void
+
+
+@dataclass(frozen=True)
+class SpfRewrite:
+    """A record to publish in place of the domain's, and what changed on the way there.
+
+    `flattened` lists the include/redirect terms replaced by the addresses they authorise now,
+    `dropped` each term left out, with why: none of them authorises anything a receiver can use.
+    """
+
+    value: str
+    flattened: tuple[str, ...] = ()
+    looped: tuple[str, ...] = ()
+    dropped: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def note(self) -> str:
+        sentences = [f"Drops {term}: {why}." for term, why in self.dropped]
+        sentences += [
+            f"{term} leads back to a record that includes it, a loop receivers cannot "
+            "evaluate: the addresses it authorises now stand in its place (refresh them when "
+            "they change)."
+            for term in self.looped
+        ]
+        if self.flattened:
+            sentences.append(FLATTEN_NOTE)
+        return " ".join(sentences)
+
+
+def rewrite_spf(
+    root: SpfNode, host_addresses_: list[str], *, authorise_mx: bool, flatten: bool
+) -> SpfRewrite | None:
+    """The domain's record with what breaks it taken out, strict -all at the end.
+
+    Includes and redirects to a record receivers cannot use are dropped, and so are a, mx and
+    exists terms whose lookup is void (they match nothing; they only spend the two void lookups
+    receivers allow). An include that loops is flattened. With `flatten`, every include that
+    can be written as addresses is. None when the domain's record cannot be read, or when the
+    result would still need more than ten lookups or two void ones.
     """
     record = root.record()
     if record is None:
         return None
     terms: list[str] = []
-    lookups = 0
+    flattened: list[str] = []
+    looped: list[str] = []
+    dropped: list[tuple[str, str]] = []
+    lookups = void = 0
+    redirect: Term | None = None
     for term in effective_terms(record):
-        if term.kind == "modifier":
-            if term.name == "redirect" and record.all_qualifier is None:
-                flat = _flatten_include(_child(root, term), "+")
-                if flat is None:
-                    return None
-                terms += [*flat, "-all"]
+        if term.kind == "modifier" and term.name != "redirect":
             continue
         if term.name == "all":
             break
-        if term.name == "include":
-            flat = _flatten_include(_child(root, term), term.qualifier)
-            if flat is None:
-                child = _child(root, term)
-                lookups += 1 + (_cost(child) if child else 0)
-                terms.append(str(term))
+        if term.name in {"include", "redirect"}:
+            child = _child(root, term)
+            why = _unusable(child)
+            if why is not None:
+                dropped.append((str(term), f"{why}, so receivers return permerror"))
+                continue
+            loops = child is not None and _loops(child)
+            if flatten or loops:
+                flat = _flatten_include(child, "+" if term.kind == "modifier" else term.qualifier)
+                if flat is not None:
+                    terms += flat
+                    (looped if loops else flattened).append(str(term))
+                    continue
+                if loops:
+                    dropped.append((str(term), "it loops back and cannot be listed as addresses"))
+                    continue
+            lookups += 1 + (_cost(child) if child else 0)
+            void += _void_below(child) if child else 0
+            if term.kind == "modifier":
+                redirect = term
             else:
-                terms += flat
+                terms.append(str(term))
+            continue
+        if _void_term(root, term):
+            target = term_target(term, root.domain) or term.value
+            dropped.append(
+                (str(term), f"{target} has no {'MX' if term.name == 'mx' else 'address'} record")
+            )
             continue
         if term.name in LOOKUP_MECHANISMS:
             lookups += 1
@@ -426,17 +544,41 @@ def flatten_spf(root: SpfNode, host_addresses_: list[str], *, authorise_mx: bool
     if authorise_mx and "mx" not in terms:
         terms.insert(0, "mx")
         lookups += 1
-    terms += [a for a in (f"ip{ipaddress.ip_address(h).version}:{h}" for h in host_addresses_)
-              if a not in terms]  # fmt: skip
-    if lookups > MAX_LOOKUPS:
+    for address in host_addresses_:
+        terms.append(f"ip{ipaddress.ip_address(address).version}:{address}")
+    if lookups > MAX_LOOKUPS or void > MAX_VOID_LOOKUPS:
         return None
-    modifiers = [
-        str(t) for t in record.terms if t.kind == "modifier" and t.name not in {"redirect"}
+    modifiers = [str(t) for t in record.terms if t.kind == "modifier" and t.name != "redirect"]
+    # A kept redirect ends the record: an 'all' would make receivers ignore it.
+    ending = [str(redirect)] if redirect is not None else ["-all"]
+    value = " ".join(["v=spf1", *dict.fromkeys(terms), *ending, *modifiers])
+    return SpfRewrite(value, tuple(flattened), tuple(looped), tuple(dropped))
+
+
+def flatten_spf(root: SpfNode, host_addresses_: list[str], *, authorise_mx: bool) -> str | None:
+    """A record equivalent to the domain's, with each include replaced by its current addresses.
+
+    Includes that cannot be flattened stay as they are. None when the result would still need
+    more than ten lookups, or the domain's record cannot be read.
+    """
+    rewrite = rewrite_spf(root, host_addresses_, authorise_mx=authorise_mx, flatten=True)
+    return rewrite.value if rewrite is not None else None
+
+
+def _needs_rewrite(root: SpfNode, details: dict[str, Any]) -> bool:
+    """Whether the record is broken in a way that no choice of 'all' fixes."""
+    record = root.record()
+    if record is None:
+        return False
+    children = [
+        _child(root, t) for t in effective_terms(record) if t.name in {"include", "redirect"}
     ]
-    unique = list(dict.fromkeys(terms))
-    if not unique or not unique[-1].endswith("all"):
-        unique.append("-all")
-    return " ".join(["v=spf1", *unique, *modifiers])
+    return (
+        bool(details.get("over_limit"))
+        or details.get("void_lookups", 0) > MAX_VOID_LOOKUPS
+        or _loops(root)
+        or any(_unusable(child) is not None for child in children)
+    )
 
 
 def build_spf_tree(domain: str, resolver: Resolving) -> SpfNode:
@@ -514,23 +656,40 @@ def verdict(context: CheckContext, found: SpfLookups) -> CheckOutcome:
     outcome = evaluate_spf_tree(found.tree, found.evaluations)
     if outcome.status not in {CheckStatus.FAIL, CheckStatus.WARNING}:
         return outcome
-    records = found.tree.spf_records()
+    tree = found.tree
+    records = tree.spf_records()
     current = records[0] if len(records) == 1 else None
     mx_refused = any(
         e["result"] != "pass" and e["role"].startswith("MX") for e in found.evaluations
     )
     hosts = list(context.host_addresses)
-    suggestion: dict[str, Any] = {"name": context.domain, "type": "TXT"}
-    if outcome.details.get("over_limit"):
-        flat = flatten_spf(found.tree, hosts, authorise_mx=mx_refused)
-        if flat is None:
+    # A TXT lookup follows an alias: the record of a CNAME's owner is published at its target.
+    name = tree.txt.canonical_name or context.domain
+    suggestion: dict[str, Any] = {"name": name, "type": "TXT"}
+    notes = []
+    if name != context.domain:
+        notes.append(f"{context.domain} is an alias (CNAME) of {name}: its SPF record is {name}'s.")
+    if _needs_rewrite(tree, outcome.details):
+        rewrite = rewrite_spf(tree, hosts, authorise_mx=mx_refused, flatten=False)
+        if rewrite is None:
+            rewrite = rewrite_spf(tree, hosts, authorise_mx=mx_refused, flatten=True)
+        if rewrite is None:
             return outcome
-        suggestion.update(value=flat, note=FLATTEN_NOTE)
+        value = rewrite.value
+        notes.append(rewrite.note)
+    elif len(records) > 1 and (merged := merge_spf(records)) is not None:
+        value = suggest_spf(context.domain, merged, hosts)
+        notes.append(
+            f"Merges the {len(records)} SPF records into one: receivers ignore them all while "
+            "there are several."
+        )
     else:
         value = suggest_spf(context.domain, current, hosts, authorise_mx=mx_refused)
-        if value == current:
-            return outcome
-        suggestion["value"] = value
+    if value == current:
+        return outcome
+    suggestion["value"] = value
+    if any(notes):
+        suggestion["note"] = " ".join(n for n in notes if n)
     outcome.details["suggested_record"] = suggestion
     return outcome
 
