@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,12 +244,18 @@ def evaluate_dmarc(lookups: DmarcLookups) -> CheckOutcome:
 
 
 def suggest_dmarc(
-    domain: str, current: DmarcRecord | None, report_address: str, *, inherited: bool = False
+    domain: str,
+    current: DmarcRecord | None,
+    report_address: str,
+    *,
+    inherited: bool = False,
+    unauthorised: Collection[str] = (),
 ) -> str:
     """A record to publish: enforcing policy, full coverage, reports to mailsec's ingest address.
 
     For a subdomain that inherits its organisation's record, the suggestion is a record of its
-    own, where p= governs: the parent's sp= and np= do not carry over.
+    own, where p= governs: the parent's sp= and np= do not carry over. Report addresses at the
+    `unauthorised` domains are left out: receivers send those domains no reports anyway.
     """
     tags = dict(current.tags) if current else {}
     if inherited:
@@ -258,12 +265,42 @@ def suggest_dmarc(
     if tags.get("p") in {None, "none"}:
         tags["p"] = "quarantine"
     tags.pop("pct", None)
-    ruas = [u.strip() for u in tags.get("rua", "").split(",") if u.strip()]
-    if f"mailto:{report_address}" not in ruas:
-        ruas.append(f"mailto:{report_address}")
-    tags["rua"] = ",".join(ruas)
+    for key in ("rua", "ruf"):
+        kept = [u for u in _uris(tags.get(key, "")) if _uri_domain(u) not in unauthorised]
+        if key == "rua" and f"mailto:{report_address}" not in kept:
+            kept.append(f"mailto:{report_address}")
+        if kept:
+            tags[key] = ",".join(kept)
+        else:
+            tags.pop(key, None)
     order = ["v", "p", *[k for k in tags if k not in {"v", "p"}]]
     return "; ".join(f"{key}={tags[key]}" for key in order)
+
+
+def _uris(value: str) -> list[str]:
+    return [u.strip() for u in value.split(",") if u.strip()]
+
+
+def _uri_domain(uri: str) -> str | None:
+    match = _MAILTO.match(uri)
+    return match.group("domain").lower().rstrip(".") if match else None
+
+
+def unauthorised_report_domains(lookups: DmarcLookups, record: DmarcRecord | None) -> list[str]:
+    """External report domains that would get no reports from the record a suggestion publishes.
+
+    A domain's own record needs each external report domain's authorisation of that domain
+    (RFC 7489 7.1): an inheriting subdomain's parent was authorised, the subdomain was not.
+    """
+    if record is None:
+        return []
+    if lookups.fallback is not None:
+        return external_report_domains(lookups.domain, record)
+    return [
+        report_domain
+        for report_domain, lookup in lookups.authorisations.items()
+        if not lookup.failed and not any(is_dmarc(r) for r in lookup.records)
+    ]
 
 
 def _chosen(lookups: DmarcLookups) -> Lookup:
@@ -302,14 +339,26 @@ def gather(context: CheckContext, net: Net) -> DmarcLookups:
 
 def verdict(context: CheckContext, lookups: DmarcLookups) -> CheckOutcome:
     outcome = evaluate_dmarc(lookups)
-    if outcome.status in {CheckStatus.FAIL, CheckStatus.WARNING}:
-        outcome.details["suggested_record"] = {
-            "name": lookups.record_name, "type": "TXT",
-            "value": suggest_dmarc(
-                context.domain, _one_record(lookups), context.report_address,
-                inherited=lookups.fallback is not None,
-            ),
-        }  # fmt: skip
+    if outcome.status not in {CheckStatus.FAIL, CheckStatus.WARNING}:
+        return outcome
+    record = _one_record(lookups)
+    unauthorised = unauthorised_report_domains(lookups, record)
+    suggestion = {
+        "name": lookups.record_name, "type": "TXT",
+        "value": suggest_dmarc(
+            context.domain, record, context.report_address,
+            inherited=lookups.fallback is not None, unauthorised=unauthorised,
+        ),
+    }  # fmt: skip
+    if unauthorised:
+        suggestion["note"] = " ".join(
+            f"Leaves out the report addresses at {report_domain}: receivers send it reports "
+            f"about {context.domain} only once it publishes "
+            f'{authorisation_name(context.domain, report_domain)} TXT "v=DMARC1"; add them back '
+            "then."
+            for report_domain in unauthorised
+        )
+    outcome.details["suggested_record"] = suggestion
     return outcome
 
 
