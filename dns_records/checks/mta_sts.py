@@ -70,18 +70,31 @@ def evaluate_mta_sts(
     domain: str,
     txt: Lookup,
     policy_host: list[Lookup],
-    suggestion: str,
+    record: str,
     *,
     policy: Fetch | None = None,
     mx_hosts: list[str] | None = None,
 ) -> CheckOutcome:
+    """The verdict on the domain's MTA-STS record and policy; `record` is the one to publish.
+
+    Without a record, `record` is offered to paste only when the policy it would announce is
+    served and usable: published before that, it turns a missing record into a broken one.
+    """
+    url = f"https://mta-sts.{domain}/.well-known/mta-sts.txt"
+    problem = _policy_problem(policy, mx_hosts or [])
+    if problem is None:
+        hint = f"The policy at {url} is served: publish this record to announce it."
+    else:
+        hint = (
+            f"First serve the policy at {url} (start with mode: testing and one mx: line per "
+            f'MX host), then publish the TXT record _mta-sts.{domain} "{record}". '
+            "mailsec offers the record to paste once the policy is served."
+        )
+        if policy is not None:
+            hint = f"{problem} {hint}"
     found = one_policy_record(
         NAME, txt, record_name=f"_mta-sts.{domain}", version="v=STSv1",
-        label="MTA-STS", suggestion=suggestion,
-        hint=(
-            f"First serve the policy at https://mta-sts.{domain}/.well-known/mta-sts.txt "
-            "(start with mode: testing and one mx: line per MX host), then publish this record."
-        ),
+        label="MTA-STS", suggestion=record if problem is None else None, hint=hint,
         absent=(CheckStatus.WARNING, "No MTA-STS record: senders may deliver without TLS when an attacker strips STARTTLS."),
     )  # fmt: skip
     if isinstance(found, CheckOutcome):
@@ -106,6 +119,14 @@ def evaluate_mta_sts(
             CheckStatus.OK, f"MTA-STS record id={found.tags['id']}; policy host {host} resolves."
         )
     return _judge_policy(policy, mx_hosts or [], found.tags["id"], details)
+
+
+def _policy_problem(policy: Fetch | None, mx_hosts: list[str]) -> str | None:
+    """Why senders could not use the policy a new record would announce; None when they can."""
+    if policy is None:
+        return "The policy host has no address."
+    judged = _judge_policy(policy, mx_hosts, "new", {})
+    return None if judged.status in {CheckStatus.OK, CheckStatus.WARNING} else judged.summary
 
 
 def _judge_policy(
@@ -174,19 +195,19 @@ def gather(context: CheckContext, net: Net) -> MtaStsLookups:
     host = f"mta-sts.{domain}"
     host_lookups = list(net.resolver.addresses(host))
     policy = None
-    if txt.ok and any(r.split(";", 1)[0].strip() == "v=STSv1" for r in txt.records):
-        addresses = host_addresses(host_lookups)
-        if addresses:
-            policy = net.fetch_https(
-                host, "/.well-known/mta-sts.txt", addresses, timeout=POLICY_FETCH_TIMEOUT
-            )
+    addresses = host_addresses(host_lookups)
+    # Fetched without a record too: the verdict offers the record only once the policy is served.
+    if addresses and not txt.failed:
+        policy = net.fetch_https(
+            host, "/.well-known/mta-sts.txt", addresses, timeout=POLICY_FETCH_TIMEOUT
+        )
     mx_hosts = mx_lookups(domain, net.resolver).hosts()
     return MtaStsLookups(txt, host_lookups, policy, mx_hosts)
 
 
 def verdict(context: CheckContext, found: MtaStsLookups) -> CheckOutcome:
     return evaluate_mta_sts(
-        context.domain, found.txt, found.host_lookups, suggestion=f"v=STSv1; id={context.stamp}",
+        context.domain, found.txt, found.host_lookups, f"v=STSv1; id={context.stamp}",
         policy=found.policy, mx_hosts=found.mx_hosts,
     )  # fmt: skip
 
