@@ -103,15 +103,14 @@ def fixture_domains() -> list[str]:
 
 
 def _params() -> list[Any]:
+    """Every fixture domain a zone holds; a domain in no zone (unserved.example, which Knot
+    refuses on purpose) has nowhere its records could be published, so it is not a case."""
     zones = list(_zone_texts())
-    params = []
-    for domain in fixture_domains():
-        marks = []
-        if _zone_of(domain, zones) is None:
-            reason = f"{domain} is in no fixture zone: Knot refuses it: nothing to publish"
-            marks.append(pytest.mark.skip(reason=reason))
-        params.append(pytest.param(domain, marks=marks, id=domain))
-    return params
+    return [
+        pytest.param(domain, id=domain)
+        for domain in fixture_domains()
+        if _zone_of(domain, zones) is not None
+    ]
 
 
 def _version_tag(value: str) -> str:
