@@ -18,10 +18,17 @@ from dns_records.results import CheckOutcome
 
 @dataclass(frozen=True)
 class DkimExpectation:
-    """A DKIM record the domain should publish: `<selector>._domainkey.<domain>` with `value`."""
+    """A DKIM record the domain depends on, at `<selector>._domainkey.<domain>`.
+
+    For a key mailsec holds, `value` is the exact TXT value to publish and `state` the key's
+    state (pending, published, active, retiring); for a selector another sender uses (Google
+    Workspace's `google`, an ESP's), `value` is empty and `state` is "external".
+    """
 
     selector: str
-    value: str
+    state: str
+    value: str = ""
+    algorithm: str = ""
 
 
 @dataclass(frozen=True)
