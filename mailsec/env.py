@@ -6,6 +6,8 @@ a malformed value stops start-up instead of being guessed at.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import math
 import os
@@ -165,38 +167,87 @@ def env_secret_key(
     value = _raw(environ, name)
     if value is not None:
         return value
+    what = "local secret key"
     try:
-        return _read_key_file(local_file)
+        return _read_key_file(local_file, what)
     except FileNotFoundError:
         if not create:
             return ""
-    return _create_key_file(local_file)
+    return _create_key_file(local_file, secrets.token_urlsafe(50), what, name)
 
 
-def _read_key_file(path: Path) -> str:
+_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def env_encryption_keys(
+    name: str, *, local_file: Path, create: bool, environ: Mapping[str, str] = os.environ
+) -> dict[str, bytes]:
+    """The keys in `name` (`id:base64key,...`), else those in local_file, else none.
+
+    The first key encrypts, every key decrypts. With create (local development), a missing
+    local_file is generated first with one random key, exactly like the local secret key.
+    """
+    value = _raw(environ, name)
+    if value is not None:
+        return parse_encryption_keys(value, source=name)
+    what = "local encryption key file"
+    try:
+        text = _read_key_file(local_file, what)
+    except FileNotFoundError:
+        if not create:
+            return {}
+        generated = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
+        text = _create_key_file(local_file, f"local:{generated}", what, name)
+    return parse_encryption_keys(text, source=f"the {what} {local_file}")
+
+
+def parse_encryption_keys(text: str, *, source: str) -> dict[str, bytes]:
+    """Parse `id:base64key,...` (standard or URL-safe base64 of 32 bytes; ids unique).
+
+    Messages name the source and the key id only: never the text, which holds the keys.
+    """
+    keys: dict[str, bytes] = {}
+    for position, item in enumerate(text.split(","), start=1):
+        key_id, sep, encoded = item.strip().partition(":")
+        if not sep or not _KEY_ID.match(key_id) or not encoded:
+            raise ImproperlyConfigured(
+                f"{source}: item {position} must be id:base64key, the id made of 1 to 32 "
+                "letters, digits, - or _"
+            )
+        if key_id in keys:
+            raise ImproperlyConfigured(f"{source} repeats key id {key_id!r}")
+        standard = encoded.replace("-", "+").replace("_", "/")
+        try:
+            raw = base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ImproperlyConfigured(f"{source}: key {key_id!r} is not base64") from None
+        if len(raw) != 32:
+            raise ImproperlyConfigured(f"{source}: key {key_id!r} must decode to 32 bytes")
+        keys[key_id] = raw
+    return keys
+
+
+def _read_key_file(path: Path, what: str) -> str:
     try:
         file = path.open(encoding="utf-8")
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise ImproperlyConfigured(f"cannot read the local secret key {path}: {exc}") from None
+        raise ImproperlyConfigured(f"cannot read the {what} {path}: {exc}") from None
     with file:
         mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
         if mode & 0o077:
             raise ImproperlyConfigured(
-                f"the local secret key {path} is open to other users (mode {mode:04o}): "
+                f"the {what} {path} is open to other users (mode {mode:04o}): "
                 "chmod 600 it, or delete it to generate a new one"
             )
         key = file.read().strip()
     if not key:
-        raise ImproperlyConfigured(
-            f"the local secret key {path} is empty: delete it to generate a new one"
-        )
+        raise ImproperlyConfigured(f"the {what} {path} is empty: delete it to generate a new one")
     return key
 
 
-def _create_key_file(path: Path) -> str:
-    key = secrets.token_urlsafe(50)
+def _create_key_file(path: Path, key: str, what: str, variable: str) -> str:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # mkstemp opens with O_EXCL and mode 0600, so the key is never readable by others; the
@@ -212,11 +263,11 @@ def _create_key_file(path: Path) -> str:
         finally:
             os.unlink(temporary)
     except FileExistsError:
-        return _read_key_file(path)
+        return _read_key_file(path, what)
     except OSError as exc:
         raise ImproperlyConfigured(
-            f"cannot create the local secret key {path}: {exc} "
-            "(set MAILSEC_SECRET_KEY, or MAILSEC_VAR_DIR to a writable directory)"
+            f"cannot create the {what} {path}: {exc} "
+            f"(set {variable}, or MAILSEC_VAR_DIR to a writable directory)"
         ) from None
     return key
 

@@ -15,6 +15,7 @@ from django.utils.csp import CSP  # type: ignore[import-not-found,unused-ignore]
 from mailsec.env import (
     env_bool,
     env_database,
+    env_encryption_keys,
     env_float,
     env_int,
     env_list,
@@ -35,6 +36,14 @@ LOCAL_SECRET_KEY_FILE = VAR_DIR / "secret_key"
 SECRET_KEY = env_secret_key("MAILSEC_SECRET_KEY", local_file=LOCAL_SECRET_KEY_FILE, create=DEBUG)
 # Earlier keys, still accepted while a rotation settles (sessions, signatures, API tokens).
 SECRET_KEY_FALLBACKS = env_list("MAILSEC_SECRET_KEY_FALLBACKS")
+# Keys for secrets at rest (DKIM private keys, ...), by id: the first encrypts, all decrypt.
+# MAILSEC_ENCRYPTION_KEYS, else the local file that debug generates beside the secret key. With
+# neither there is no key: encrypting refuses, and once the database holds secrets the
+# mailsec.E003 system check, the WSGI app and Celery refuse to start.
+LOCAL_ENCRYPTION_KEYS_FILE = VAR_DIR / "encryption_keys"
+MAILSEC_ENCRYPTION_KEYS: dict[str, bytes] = env_encryption_keys(
+    "MAILSEC_ENCRYPTION_KEYS", local_file=LOCAL_ENCRYPTION_KEYS_FILE, create=DEBUG
+)
 
 ALLOWED_HOSTS = env_list("MAILSEC_ALLOWED_HOSTS") or (
     ["127.0.0.1", "localhost", "[::1]"] if DEBUG else []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 from pathlib import Path
@@ -12,12 +13,14 @@ from django.core.exceptions import ImproperlyConfigured
 from mailsec.env import (
     Nameserver,
     env_bool,
+    env_encryption_keys,
     env_int,
     env_list,
     env_nameservers,
     env_networks,
     env_secret_key,
     parse_database_url,
+    parse_encryption_keys,
 )
 
 
@@ -178,3 +181,121 @@ def test_empty_local_secret_key_is_refused(tmp_path):
     key_file.chmod(0o600)
     with pytest.raises(ImproperlyConfigured, match="empty"):
         env_secret_key("K", local_file=key_file, create=True, environ={})
+
+
+KEY = bytes(range(32))
+KEY_TEXT = base64.urlsafe_b64encode(KEY).decode()
+
+
+def test_encryption_keys_need_32_bytes_and_unique_ids():
+    assert parse_encryption_keys(f"k1:{KEY_TEXT}", source="K") == {"k1": KEY}
+    with pytest.raises(ImproperlyConfigured, match="32 bytes"):
+        parse_encryption_keys("k1:c2hvcnQ=", source="K")
+    with pytest.raises(ImproperlyConfigured, match="repeats"):
+        parse_encryption_keys(f"k1:{KEY_TEXT},k1:{KEY_TEXT}", source="K")
+
+
+def test_encryption_keys_keep_their_order_in_either_base64_alphabet():
+    other = bytes(range(200, 232))
+    standard = base64.b64encode(other).decode().rstrip("=")
+    assert "+" in standard or "/" in standard
+    keys = parse_encryption_keys(f"new:{standard} , old:{KEY_TEXT}", source="K")
+    assert list(keys.items()) == [("new", other), ("old", KEY)]
+
+
+def test_encryption_key_with_stray_characters_is_refused():
+    with pytest.raises(ImproperlyConfigured, match="not base64"):
+        parse_encryption_keys(f"k1:{KEY_TEXT.rstrip('=')}*!", source="K")
+
+
+@pytest.mark.parametrize(
+    "key_id", ["", "a b", "a.b", "x" * 33, "clé"], ids=["empty", "space", "dot", "long", "accent"]
+)
+def test_encryption_key_ids_are_letters_digits_dash_underscore(key_id):
+    with pytest.raises(ImproperlyConfigured, match="must be id:base64key"):
+        parse_encryption_keys(f"{key_id}:{KEY_TEXT}", source="K")
+
+
+@pytest.mark.parametrize("bad", ["k1", "k1:", f"k1:{KEY_TEXT},", f",k1:{KEY_TEXT}"])
+def test_encryption_keys_refuse_incomplete_items(bad):
+    with pytest.raises(ImproperlyConfigured, match="K: item"):
+        parse_encryption_keys(bad, source="K")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [f"k1:{KEY_TEXT},k2:{KEY_TEXT}x", f"k1:{KEY_TEXT[:-4]}", f"k1:{KEY_TEXT},k2:{KEY_TEXT},"],
+)
+def test_encryption_key_errors_never_show_a_key(text):
+    with pytest.raises(ImproperlyConfigured) as caught:
+        parse_encryption_keys(text, source="K")
+    assert KEY_TEXT[:12] not in str(caught.value)
+
+
+def test_encryption_keys_from_the_environment_come_first(tmp_path):
+    key_file = tmp_path / "encryption_keys"
+    keys = env_encryption_keys(
+        "K", local_file=key_file, create=True, environ={"K": f"env:{KEY_TEXT}"}
+    )
+    assert keys == {"env": KEY}
+    assert not key_file.exists()
+
+
+def test_local_encryption_keys_are_created_with_mode_0600_whatever_the_umask(tmp_path):
+    key_file = tmp_path / "var" / "encryption_keys"
+    previous = os.umask(0)
+    try:
+        keys = env_encryption_keys("K", local_file=key_file, create=True, environ={})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert list(keys) == ["local"]
+    assert len(keys["local"]) == 32
+    assert parse_encryption_keys(key_file.read_text().strip(), source="file") == keys
+    assert [p.name for p in key_file.parent.iterdir()] == ["encryption_keys"]
+
+
+def test_local_encryption_keys_are_reused_with_or_without_debug(tmp_path):
+    key_file = tmp_path / "encryption_keys"
+    first = env_encryption_keys("K", local_file=key_file, create=True, environ={})
+    assert env_encryption_keys("K", local_file=key_file, create=True, environ={}) == first
+    assert env_encryption_keys("K", local_file=key_file, create=False, environ={}) == first
+
+
+def test_without_keys_or_file_there_is_no_key_and_nothing_is_created(tmp_path):
+    key_file = tmp_path / "encryption_keys"
+    assert env_encryption_keys("K", local_file=key_file, create=False, environ={}) == {}
+    assert not key_file.exists()
+
+
+def test_a_process_losing_the_key_file_race_uses_the_winners_keys(tmp_path, monkeypatch):
+    key_file = tmp_path / "encryption_keys"
+    real_link = os.link
+
+    def winner_first(source, target):
+        key_file.write_text(f"winner:{KEY_TEXT}\n")
+        key_file.chmod(0o600)
+        real_link(source, target)
+
+    monkeypatch.setattr("mailsec.env.os.link", winner_first)
+    keys = env_encryption_keys("K", local_file=key_file, create=True, environ={})
+    assert keys == {"winner": KEY}
+    assert [p.name for p in tmp_path.iterdir()] == ["encryption_keys"]
+
+
+def test_local_encryption_keys_open_to_other_users_are_refused(tmp_path):
+    key_file = tmp_path / "encryption_keys"
+    key_file.write_text(f"local:{KEY_TEXT}\n")
+    key_file.chmod(0o640)
+    with pytest.raises(ImproperlyConfigured, match="chmod 600"):
+        env_encryption_keys("K", local_file=key_file, create=True, environ={})
+
+
+def test_a_malformed_local_key_file_names_the_file_not_the_key(tmp_path):
+    key_file = tmp_path / "encryption_keys"
+    key_file.write_text(f"local:{KEY_TEXT[:-8]}\n")
+    key_file.chmod(0o600)
+    with pytest.raises(ImproperlyConfigured, match="32 bytes") as caught:
+        env_encryption_keys("K", local_file=key_file, create=False, environ={})
+    assert str(key_file) in str(caught.value)
+    assert KEY_TEXT[:12] not in str(caught.value)
