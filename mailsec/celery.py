@@ -27,3 +27,22 @@ def _refuse_missing_secret_key(**_kwargs: object) -> None:
     except ImproperlyConfigured as exc:
         # Celery logs and swallows exceptions from signal handlers; SystemExit stops the process.
         raise SystemExit(f"mailsec: {exc}") from None
+
+
+@worker_init.connect
+@beat_init.connect
+def _refuse_missing_encryption_key(**_kwargs: object) -> None:
+    import django
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+
+    from mailsec.checks import refuse_missing_encryption_key
+
+    # The registered encrypted fields are declared when the apps load; the Django fixup may not
+    # have loaded them yet when this receiver runs.
+    if not apps.ready:
+        django.setup()
+    try:
+        refuse_missing_encryption_key()
+    except ImproperlyConfigured as exc:
+        raise SystemExit(f"mailsec: {exc}") from None

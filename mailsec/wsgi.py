@@ -5,6 +5,10 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailsec.settings")
 application = get_wsgi_application()
 
-from mailsec.checks import refuse_missing_secret_key  # noqa: E402  (needs the settings loaded)
+from mailsec.checks import (  # noqa: E402  (needs the settings loaded)
+    refuse_missing_encryption_key,
+    refuse_missing_secret_key,
+)
 
 refuse_missing_secret_key()
+refuse_missing_encryption_key()

@@ -256,6 +256,8 @@ def celery_worker(
         "MAILSEC_DNS_TIMEOUT": "2",
         "MAILSEC_VAR_DIR": str(tmp_path_factory.mktemp("worker-var")),
         "MAILSEC_TEST_MTA_STS_PORT": str(policy_web.port),
+        # Debug would generate the worker its own key: it must decrypt what the tests encrypt.
+        "MAILSEC_ENCRYPTION_KEYS": test_settings.TEST_ENCRYPTION_KEYS,
     }
     worker = CeleryWorker(tmp_path_factory.mktemp("worker"), env)
     worker.start()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import socket
 
-from mailsec.env import Nameserver
+from mailsec.env import Nameserver, parse_encryption_keys
 from mailsec.settings import *  # noqa: F403
 from mailsec.settings import CELERY_BROKER_TRANSPORT_OPTIONS, STORAGES
 
@@ -17,6 +19,12 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+# A fixed key for secrets at rest, so no test creates or uses var/encryption_keys; the test
+# worker is given the same value, so it decrypts what the tests encrypt.
+TEST_ENCRYPTION_KEYS = "tests:" + base64.urlsafe_b64encode(
+    hashlib.sha256(b"mailsec tests only: encryption key for secrets at rest").digest()
+).decode("ascii")
+MAILSEC_ENCRYPTION_KEYS = parse_encryption_keys(TEST_ENCRYPTION_KEYS, source="tests")
 
 
 def _redis_up(host: str = "127.0.0.1", port: int = 6379) -> bool:

@@ -177,3 +177,118 @@ def test_secret_key_fallbacks_are_read_as_a_comma_list(var_dir):
     result = _run(code, {**PRODUCTION_ENV, "MAILSEC_SECRET_KEY_FALLBACKS": "old-one,,"}, var_dir)
     assert result.returncode != 0
     assert "MAILSEC_SECRET_KEY_FALLBACKS" in result.stderr
+
+
+# --- keys for secrets at rest ----------------------------------------------------------------
+
+PRINT_ENCRYPTION_KEYS = (
+    "import hashlib; from django.conf import settings; "
+    "keys = settings.MAILSEC_ENCRYPTION_KEYS; "
+    "print([(i, hashlib.sha256(k).hexdigest()) for i, k in keys.items()])"
+)
+ENCRYPTION_KEYS = "k1:" + "A" * 43 + "="  # 32 zero bytes: fine for a check that only needs a key
+# A process that stores a secret (TaskRun.error, registered for the test as an app registers its
+# own field) in a fresh SQLite database, then does {then}.
+WITH_A_STORED_SECRET = """
+import django
+django.setup()
+from django.core.management import call_command
+from mailsec.models import Organisation, TaskRun
+from mailsec.secrets import register_encrypted_field
+register_encrypted_field(TaskRun, "error", lambda row: f"mailsec.TaskRun:{{row.id}}:error")
+call_command("migrate", verbosity=0)
+if not TaskRun.objects.exists():
+    organisation = Organisation.objects.create(name="o", slug="o")
+    TaskRun.objects.create(organisation=organisation, kind="domain.check", error="v1:k1:AAAA")
+{then}
+"""
+REFUSED = "refusing to serve without the keys to them"
+
+
+def _with_a_stored_secret(then: str, env: dict[str, str], var: Path):
+    return _run(WITH_A_STORED_SECRET.format(then=then), env, var)
+
+
+def test_debug_run_creates_local_encryption_keys_readable_only_by_their_owner(var_dir):
+    result = _run(PRINT_ENCRYPTION_KEYS, {"MAILSEC_DEBUG": "1"}, var_dir)
+    assert result.returncode == 0, result.stderr
+    key_file = var_dir / "encryption_keys"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert result.stdout.strip().startswith("[('local', ")
+    again = _run(PRINT_ENCRYPTION_KEYS, {"MAILSEC_DEBUG": "1"}, var_dir)
+    assert again.stdout == result.stdout
+    assert [p.name for p in var_dir.iterdir() if "encryption" in p.name] == ["encryption_keys"]
+
+
+def test_a_process_without_debug_uses_the_local_encryption_keys(var_dir):
+    created = _run(PRINT_ENCRYPTION_KEYS, {"MAILSEC_DEBUG": "1"}, var_dir)
+    assert created.returncode == 0, created.stderr
+    assert _run(PRINT_ENCRYPTION_KEYS, NO_KEY_ENV, var_dir).stdout == created.stdout
+
+
+def test_production_has_no_encryption_key_unless_given_one(var_dir):
+    assert _run(PRINT_ENCRYPTION_KEYS, PRODUCTION_ENV, var_dir).stdout.strip() == "[]"
+    assert not (var_dir / "encryption_keys").exists()
+    given = _run(
+        PRINT_ENCRYPTION_KEYS,
+        {**PRODUCTION_ENV, "MAILSEC_ENCRYPTION_KEYS": ENCRYPTION_KEYS},
+        var_dir,
+    )
+    assert given.stdout.strip().startswith("[('k1', ")
+
+
+def test_a_malformed_encryption_key_stops_start_up_without_showing_it(var_dir):
+    bad = "k1:" + "Q" * 40
+    result = _manage("check", env={**PRODUCTION_ENV, "MAILSEC_ENCRYPTION_KEYS": bad}, var=var_dir)
+    assert result.returncode != 0
+    assert "MAILSEC_ENCRYPTION_KEYS: key 'k1' must decode to 32 bytes" in result.stderr
+    assert "Q" * 40 not in result.stderr
+
+
+def test_production_check_refuses_stored_secrets_without_an_encryption_key(var_dir):
+    check = 'call_command("check")'
+    result = _with_a_stored_secret(check, PRODUCTION_ENV, var_dir)
+    assert result.returncode != 0
+    assert "mailsec.E003" in result.stderr
+    with_key = {**PRODUCTION_ENV, "MAILSEC_ENCRYPTION_KEYS": ENCRYPTION_KEYS}
+    assert _with_a_stored_secret(check, with_key, var_dir).returncode == 0
+
+
+def test_check_without_an_encryption_key_passes_while_nothing_is_stored(var_dir):
+    unmigrated = """
+import django
+django.setup()
+from django.core.management import call_command
+from mailsec.models import TaskRun
+from mailsec.secrets import register_encrypted_field
+register_encrypted_field(TaskRun, "error", lambda row: f"mailsec.TaskRun:{row.id}:error")
+call_command("check")
+call_command("migrate", verbosity=0)
+call_command("check")
+"""
+    result = _run(unmigrated, PRODUCTION_ENV, var_dir)
+    assert result.returncode == 0, result.stderr
+
+
+def test_wsgi_refuses_to_load_with_stored_secrets_and_no_encryption_key(var_dir):
+    result = _with_a_stored_secret("import mailsec.wsgi", PRODUCTION_ENV, var_dir)
+    assert result.returncode != 0
+    assert REFUSED in result.stderr
+    assert "MAILSEC_ENCRYPTION_KEYS" in result.stderr
+    with_key = {**PRODUCTION_ENV, "MAILSEC_ENCRYPTION_KEYS": ENCRYPTION_KEYS}
+    assert _with_a_stored_secret("import mailsec.wsgi", with_key, var_dir).returncode == 0
+
+
+@pytest.mark.parametrize("signal", ["worker_init", "beat_init"])
+def test_celery_refuses_to_start_with_stored_secrets_and_no_encryption_key(signal, var_dir):
+    start = CELERY_START.format(signal=signal).replace("; ", "\n")
+    result = _with_a_stored_secret(start, PRODUCTION_ENV, var_dir)
+    assert result.returncode != 0
+    assert REFUSED in result.stderr
+    with_key = {**PRODUCTION_ENV, "MAILSEC_ENCRYPTION_KEYS": ENCRYPTION_KEYS}
+    assert _with_a_stored_secret(start, with_key, var_dir).returncode == 0
+
+
+@pytest.mark.parametrize("signal", ["worker_init", "beat_init"])
+def test_celery_starts_without_an_encryption_key_before_the_database_is_migrated(signal, var_dir):
+    assert _run(CELERY_START.format(signal=signal), PRODUCTION_ENV, var_dir).returncode == 0
