@@ -13,7 +13,8 @@ TEMPLATES = Path(__file__).resolve().parents[3] / "templates" / "dashboard" / "p
 
 def test_every_check_module_is_registered_in_page_order():
     assert check_names() == [
-        "delegation", "spf", "dmarc", "mx", "rdns", "mta_sts", "tls_rpt", "dnssec", "bimi",
+        "delegation", "spf", "dmarc", "dkim", "mx", "rdns", "mta_sts", "tls_rpt", "dnssec",
+        "bimi",
     ]  # fmt: skip
 
 
