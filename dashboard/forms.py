@@ -3,6 +3,8 @@ who may do it and write the audit log."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -117,3 +119,87 @@ class MemberAddForm(forms.Form):
     def __init__(self, *args: Any, slug: str, **kwargs: Any) -> None:
         kwargs.setdefault("auto_id", f"member-{slug}-%s")
         super().__init__(*args, **kwargs)
+
+
+class DkimKeyForm(forms.Form):
+    """A new DKIM key: its algorithm, and a selector when the admin wants to choose one."""
+
+    algorithm = forms.ChoiceField(
+        choices=[("rsa", "RSA 2048"), ("ed25519", "Ed25519")],
+        error_messages={
+            "required": "Choose an algorithm.",
+            "invalid_choice": "Choose rsa or ed25519.",
+        },
+    )
+    selector = forms.CharField(
+        required=False,
+        max_length=63,
+        widget=forms.TextInput(attrs={"placeholder": "generated", "autocomplete": "off"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "dkim-%s")
+        super().__init__(*args, **kwargs)
+
+
+class DkimSelectorForm(forms.Form):
+    """A selector another sender uses for the domain, and who that is."""
+
+    selector = forms.CharField(
+        max_length=63,
+        error_messages={"required": "Enter the selector (the part before ._domainkey)."},
+        widget=forms.TextInput(attrs={"placeholder": "google", "autocomplete": "off"}),
+    )
+    note = forms.CharField(
+        required=False,
+        max_length=100,
+        widget=forms.TextInput(attrs={"placeholder": "Google Workspace"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "dkim-selector-%s")
+        super().__init__(*args, **kwargs)
+
+
+class DkimRotationForm(forms.Form):
+    """How often mailsec rotates the domain's active keys by itself; empty means by hand."""
+
+    rotation_days = forms.IntegerField(
+        required=False,
+        min_value=7,
+        max_value=3650,
+        widget=forms.NumberInput(attrs={"placeholder": "by hand"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "dkim-rotation-%s")
+        super().__init__(*args, **kwargs)
+
+
+class DnsUpdateForm(forms.Form):
+    """The RFC 2136 server mailsec publishes DKIM records through, with its TSIG key."""
+
+    server = forms.CharField(
+        max_length=60, widget=forms.TextInput(attrs={"placeholder": "192.0.2.53 or 192.0.2.53:53"})
+    )
+    zone = forms.CharField(
+        max_length=253, widget=forms.TextInput(attrs={"placeholder": "example.org"})
+    )
+    tsig_name = forms.CharField(max_length=253, label="TSIG key name")
+    tsig_algorithm = forms.ChoiceField(
+        choices=[("hmac-sha256", "HMAC-SHA256"), ("hmac-sha512", "HMAC-SHA512")], label="Algorithm"
+    )
+    tsig_secret = forms.CharField(
+        label="TSIG secret (base64)", widget=forms.PasswordInput(attrs={"autocomplete": "off"})
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "dns-update-%s")
+        super().__init__(*args, **kwargs)
+
+    def clean_tsig_secret(self) -> bytes:
+        text: str = self.cleaned_data["tsig_secret"]
+        try:
+            return base64.b64decode(text.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise forms.ValidationError("The secret is not base64.") from None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from dns_records.checks import CheckContext, DkimExpectation
-from dns_records.models import Domain
+from dns_records.models import DkimKey, DkimKeyState, DkimSelector, Domain
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,36 @@ def context_for_name(name: str) -> CheckContext:
     return CheckContext(domain=name, report_address=report_address_for(name))
 
 
+# Keys whose record the domain must publish: pending ones too, so the check says what to add.
+EXPECTED_KEY_STATES = (
+    DkimKeyState.PENDING, DkimKeyState.PUBLISHED, DkimKeyState.ACTIVE, DkimKeyState.RETIRING,
+)  # fmt: skip
+
+
+def _dkim_expectations(domains: Sequence[Domain]) -> dict[int, list[DkimExpectation]]:
+    """The DKIM records each domain depends on: mailsec's keys, then other senders' selectors."""
+    ids = [domain.pk for domain in domains]
+    found: dict[int, list[DkimExpectation]] = {}
+    keys = DkimKey.objects.filter(domain_id__in=ids, state__in=EXPECTED_KEY_STATES).exclude(
+        public_key=""
+    )
+    for key in keys.select_related("domain").order_by("selector"):
+        found.setdefault(key.domain_id, []).append(
+            DkimExpectation(key.selector, key.state, key.dns_value, key.algorithm)
+        )
+    for watched in DkimSelector.objects.filter(domain_id__in=ids).order_by("selector"):
+        found.setdefault(watched.domain_id, []).append(
+            DkimExpectation(watched.selector, "external")
+        )
+    return found
+
+
 def check_contexts(domains: Sequence[Domain]) -> dict[int, CheckContext]:
     """The context of each Domain row, by primary key."""
-    extras: dict[int, list[ContextExtras]] = {}
+    extras: dict[int, list[ContextExtras]] = {
+        pk: [ContextExtras(dkim=tuple(expected))]
+        for pk, expected in _dkim_expectations(domains).items()
+    }
     for provider in _providers:
         for pk, extra in provider(domains).items():
             extras.setdefault(pk, []).append(extra)

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import dns.exception
 import dns.flags
@@ -22,6 +23,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 import dns.reversename
+import dns.tsig
+import dns.update
 from django.conf import settings
 
 from dns_records.lookups import Lookup, LookupStatus
@@ -183,3 +186,58 @@ class CachingResolver(Resolver):
     @property
     def queries(self) -> int:
         return len(self._answers)
+
+
+@dataclass(frozen=True)
+class TsigKey:
+    """A TSIG key for RFC 2136 updates: its name, algorithm and secret (raw bytes)."""
+
+    name: str
+    algorithm: str
+    secret: bytes
+
+
+def send_update(
+    server: Nameserver,
+    zone: str,
+    key: TsigKey,
+    *,
+    replace: dict[str, list[str]] | None = None,
+    delete: list[str] | None = None,
+    ttl: int = 300,
+    timeout: float | None = None,
+) -> str:
+    """Send one RFC 2136 update, signed with TSIG, over TCP: set the TXT records at each name
+    of `replace` (each value given as zone-file character-strings), remove those at `delete`.
+
+    Returns "" when the server applied it, else why not (refused, NOTAUTH, timeout, ...).
+    """
+    keyname = dns.name.from_text(key.name)
+    update = dns.update.UpdateMessage(
+        zone,
+        keyring={keyname: key.secret},
+        keyname=keyname,
+        keyalgorithm=dns.name.from_text(key.algorithm),
+    )
+    for name, values in (replace or {}).items():
+        update.delete(dns.name.from_text(name), "TXT")
+        for value in values:
+            update.add(dns.name.from_text(name), ttl, "TXT", value)
+    for name in delete or []:
+        update.delete(dns.name.from_text(name), "TXT")
+    limit = settings.MAILSEC_DNS_TIMEOUT if timeout is None else timeout
+    try:
+        response = dns.query.tcp(update, server.address, port=server.port, timeout=limit)
+    except dns.exception.Timeout:
+        return f"{server.address}:{server.port} did not answer within {limit:g}s"
+    except dns.tsig.PeerError as exc:
+        return (
+            f"{server.address}:{server.port} refused the TSIG key {key.name} "
+            f"(wrong name, algorithm or secret: {exc})"
+        )
+    except (OSError, dns.exception.DNSException) as exc:
+        return f"{server.address}:{server.port}: {exc or type(exc).__name__}"
+    rcode = response.rcode()
+    if rcode != dns.rcode.NOERROR:
+        return f"{server.address}:{server.port} answered {dns.rcode.to_text(rcode)}"
+    return ""

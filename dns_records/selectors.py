@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import CharField, Count, Exists, OuterRef, QuerySet, Subquery
+from django.db.models import Case, CharField, Count, Exists, OuterRef, QuerySet, Subquery, When
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from dns_records.checks import check_names
-from dns_records.models import CheckEvent, CheckState, Domain
+from dns_records.models import (
+    CheckEvent,
+    CheckState,
+    DkimKey,
+    DkimKeyState,
+    DkimSelector,
+    DnsUpdateTarget,
+    Domain,
+)
 from dns_records.status import CheckStatus
 from mailsec.models import UNFINISHED_TASK_STATES, TaskKind, TaskRun
 from mailsec.selectors import User, organisations_visible
@@ -85,3 +93,35 @@ def worst_status_counts(user: User) -> dict[str, int]:
         .annotate(n=Count("pk"))
     )
     return {row["worst_status"] or "unchecked": row["n"] for row in rows}
+
+
+def dkim_keys_of(domain: Domain) -> QuerySet[DkimKey]:
+    """The domain's keys, newest first, retired ones last."""
+    return domain.dkim_keys.select_related("domain").order_by(
+        Case(When(state=DkimKeyState.RETIRED, then=1), default=0), "-created_at"
+    )
+
+
+def dkim_key_visible(user: User, pk: int) -> DkimKey | None:
+    """One of the user's organisations' keys; None for anyone else's."""
+    return (
+        DkimKey.objects.select_related("domain", "domain__organisation")
+        .filter(domain__organisation__in=organisations_visible(user), pk=pk)
+        .first()
+    )
+
+
+def dkim_selectors_of(domain: Domain) -> QuerySet[DkimSelector]:
+    return domain.dkim_selectors.order_by("selector")
+
+
+def dkim_selector_visible(user: User, pk: int) -> DkimSelector | None:
+    return (
+        DkimSelector.objects.select_related("domain", "domain__organisation")
+        .filter(domain__organisation__in=organisations_visible(user), pk=pk)
+        .first()
+    )
+
+
+def dns_update_of(domain: Domain) -> DnsUpdateTarget | None:
+    return DnsUpdateTarget.objects.filter(domain=domain).first()

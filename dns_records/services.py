@@ -234,3 +234,15 @@ def check_history_prune(*, now: datetime) -> int:
     cutoff = now - timedelta(days=settings.MAILSEC_CHECK_HISTORY_DAYS)
     deleted, _ = CheckResult.objects.filter(checked_at__lt=cutoff).delete()
     return deleted
+
+
+@transaction.atomic
+def domain_dkim_rotation_set(*, domain: Domain, days: int | None, actor: Actor) -> None:
+    """Rotate the domain's active DKIM keys every `days` days (None: only by hand)."""
+    _require_write(actor, domain.organisation)
+    before = domain.dkim_rotation_days
+    Domain.objects.filter(pk=domain.pk).update(dkim_rotation_days=days)
+    audit_record(
+        actor=actor, action="domain.dkim_rotation", obj=domain, organisation=domain.organisation,
+        before={"dkim_rotation_days": before}, after={"dkim_rotation_days": days},
+    )  # fmt: skip

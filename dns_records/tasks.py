@@ -8,6 +8,12 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
+from dns_records.dkim_keys import (
+    dkim_key_generate,
+    dkim_key_verify_signing,
+    dkim_keys_advance,
+    dkim_signing_due,
+)
 from dns_records.services import (
     check_history_prune,
     domain_checks_run,
@@ -56,3 +62,27 @@ def queue_due_checks() -> int:
 @shared_task(soft_time_limit=600, time_limit=660)
 def prune_check_history() -> int:
     return check_history_prune(now=timezone.now())
+
+
+GENERATE_SOFT_LIMIT = 120  # an RSA 4096 key takes seconds; 2048 well under one
+GENERATE_HARD_LIMIT = 150
+
+
+@shared_task(soft_time_limit=GENERATE_SOFT_LIMIT, time_limit=GENERATE_HARD_LIMIT)
+def generate_dkim_key(task_run_id: str, key_id: int) -> None:
+    def work() -> dict[str, Any]:
+        return dkim_key_generate(key_id=key_id)
+
+    task_run_execute(
+        task_run_id=task_run_id, stale_after=timedelta(seconds=GENERATE_HARD_LIMIT), work=work
+    )
+
+
+@shared_task(soft_time_limit=240, time_limit=280)
+def advance_dkim_keys() -> dict[str, int]:
+    """Beat calls this every few minutes: states move by what DNS shows and by the clock."""
+    now = timezone.now()
+    moved = dkim_keys_advance(now=now)
+    for key_id in dkim_signing_due(now=now):
+        dkim_key_verify_signing(key_id=key_id)
+    return moved

@@ -135,6 +135,7 @@ class TaskKind(models.TextChoices):
     """What a background job does; each capability app adds its kinds here."""
 
     DOMAIN_CHECK = "domain.check", "Check a domain's DNS"
+    DKIM_GENERATE = "dkim.generate", "Generate a DKIM key"
 
 
 class TaskRun(models.Model):

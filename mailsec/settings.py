@@ -284,6 +284,7 @@ CELERY_BEAT_SCHEDULE = {
     "prune-check-history": {"task": "dns_records.tasks.prune_check_history", "schedule": 86400.0},
     "reap-task-runs": {"task": "mailsec.tasks.reap_task_runs", "schedule": 300.0},
     "prune-task-runs": {"task": "mailsec.tasks.prune_task_runs", "schedule": 86400.0},
+    "advance-dkim-keys": {"task": "dns_records.tasks.advance_dkim_keys", "schedule": 300.0},
 }
 # Extra CA certificates trusted (besides the system's) when fetching MTA-STS policies: for a
 # private PKI.
@@ -291,3 +292,9 @@ MAILSEC_TLS_CA_FILE = env_str("MAILSEC_TLS_CA_FILE")
 # The port MTA-STS policies are fetched from: 443 by RFC 8461; only the tests' policy server,
 # which runs unprivileged, changes it (tests/settings.py and the test worker's settings).
 MAILSEC_MTA_STS_HTTPS_PORT = 443
+
+# DKIM keys: a published key becomes active only after its record has been visible this long
+# (receivers' cached "no such record" answers expire first); a replaced key's record stays this
+# many days so mail signed before the switch still verifies.
+MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES = env_int("MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES", 60, minimum=0)
+MAILSEC_DKIM_GRACE_DAYS = env_int("MAILSEC_DKIM_GRACE_DAYS", 7, minimum=1)

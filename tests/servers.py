@@ -92,6 +92,9 @@ class KnotServer:
     # file; a domain mapped to None gets no file, and Knot answers SERVFAIL for names in it.
     source: Path = ZONES
     zone_files: dict[str, str | None] | None = None
+    # Zones that accept RFC 2136 updates signed with this TSIG key: (name, algorithm, base64).
+    update_key: tuple[str, str, str] | None = None
+    updatable: tuple[str, ...] = ()
 
     @property
     def nameserver(self) -> str:
@@ -130,10 +133,22 @@ class KnotServer:
             f"    storage: {zone_dir}",
             "    zonefile-load: whole",
             "    journal-content: none",
-            "zone:",
+            # Updates are written back to the zone file at once (no journal to keep them in).
+            "    zonefile-sync: 0",
         ]
+        if self.update_key is not None:
+            name, algorithm, secret = self.update_key
+            lines += [
+                "key:",
+                f"  - id: {name}\n    algorithm: {algorithm}\n    secret: {secret}",
+                "acl:",
+                f"  - id: update\n    key: {name}\n    action: update",
+            ]
+        lines.append("zone:")
         for zone in self.zones:
             lines.append(f"  - domain: {zone}\n    file: {files[zone]}")
+            if zone in self.updatable:
+                lines.append("    acl: update")
             # A zone file whose first line asks for it is signed by Knot as it loads.
             first_line = (zone_dir / str(files[zone])).read_text().split("\n", 1)[0]
             if "knot: dnssec-signing" in first_line:
@@ -154,6 +169,12 @@ class KnotServer:
             self.stop()
             raise RuntimeError(f"knotd did not start: {(self.directory / 'knotd.log').read_text()}")
         self._wait_for_zones()
+
+    def reload(self) -> None:
+        """Load zone files edited in place (their SOA serial raised first)."""
+        subprocess.run(
+            ["knotc", "-c", str(self.config), "-b", "zone-reload"], check=True, capture_output=True
+        )
 
     def _wait_for_zones(self) -> None:
         import dns.message

@@ -13,6 +13,7 @@ from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
 from dashboard.forms import DomainAddForm
 from dashboard.http import HtmxRequest
+from dashboard.views.dkim import dkim_context
 from dns_records import selectors as domain_selectors
 from dns_records import services as domain_services
 from dns_records.models import Domain
@@ -118,7 +119,7 @@ def _checks_context(request: HtmxRequest, domain: Domain) -> dict[str, object]:
 @require_GET
 def domain_detail(request: HtmxRequest, pk: int) -> HttpResponse:
     domain = _visible_domain(request, pk)
-    context = _checks_context(request, domain)
+    context = {**dkim_context(request, domain), **_checks_context(request, domain)}
     context["events"] = domain_selectors.check_events(domain)
     return render(request, "dashboard/domain_detail.html", context)
 

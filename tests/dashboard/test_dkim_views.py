@@ -1,0 +1,112 @@
+"""The domain page's DKIM panel: keys with their record, generate, rotate, retire, other
+senders' selectors, automatic rotation and publishing; roles and organisations respected."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from django.test import Client
+
+from dns_records import dkim_keys
+from dns_records.models import DkimKey, DkimKeyState, DkimSelector, Domain
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HX-Request": "true"}
+
+
+def login(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def domain(org):
+    return Domain.objects.create(organisation=org, name="dkim.test")
+
+
+def _generated(domain, owner, **kwargs):
+    key, _run = dkim_keys.dkim_key_create(domain=domain, actor=owner, **kwargs)
+    dkim_keys.dkim_key_generate(key_id=key.pk)
+    key.refresh_from_db()
+    return key
+
+
+def test_the_domain_page_shows_each_key_with_its_record_to_copy(owner, domain):
+    key = _generated(domain, owner, selector="s1")
+    page = login(owner).get(f"/domains/{domain.pk}/").content.decode()
+    assert 'id="dkim-panel"' in page
+    assert "s1._domainkey.dkim.test" in page
+    assert key.dns_value in page and f'data-copy="#dkim-value-{key.pk}"' in page
+    # A pending key keeps the panel polling until DNS shows its record.
+    assert 'hx-trigger="every 5s"' in page
+
+
+def test_generating_a_key_from_the_panel(owner, domain):
+    response = login(owner).post(
+        f"/domains/{domain.pk}/dkim/keys/", {"algorithm": "ed25519", "selector": ""}, headers=HTMX
+    )
+    assert response.status_code == 200
+    key = DkimKey.objects.get(domain=domain)
+    assert key.algorithm == "ed25519" and key.state == DkimKeyState.GENERATING
+    assert key.selector in response.content.decode()
+
+
+def test_a_bad_selector_is_shown_in_the_form(owner, domain):
+    response = login(owner).post(
+        f"/domains/{domain.pk}/dkim/keys/", {"algorithm": "rsa", "selector": "no way"}, headers=HTMX
+    )
+    assert response.status_code == 200
+    assert 'role="alert"' in response.content.decode()
+    assert not DkimKey.objects.exists()
+
+
+def test_rotate_and_retire_buttons(owner, domain):
+    key = _generated(domain, owner)
+    DkimKey.objects.filter(pk=key.pk).update(state=DkimKeyState.ACTIVE)
+    client = login(owner)
+    assert client.post(f"/dkim-keys/{key.pk}/rotate/", headers=HTMX).status_code == 200
+    assert DkimKey.objects.filter(predecessor=key).exists()
+    client.post(f"/dkim-keys/{key.pk}/retire/", headers=HTMX)
+    key.refresh_from_db()
+    assert key.state == DkimKeyState.RETIRING
+
+
+def test_watching_a_selector_and_setting_rotation_and_publishing(owner, domain):
+    client = login(owner)
+    client.post(
+        f"/domains/{domain.pk}/dkim/selectors/", {"selector": "google", "note": "GW"}, headers=HTMX
+    )
+    assert DkimSelector.objects.get(domain=domain).selector == "google"
+    client.post(f"/domains/{domain.pk}/dkim/rotation/", {"rotation_days": "90"}, headers=HTMX)
+    domain.refresh_from_db()
+    assert domain.dkim_rotation_days == 90
+    response = client.post(
+        f"/domains/{domain.pk}/dkim/dns-update/",
+        {"server": "127.0.0.19:53", "zone": "dkim.test", "tsig_name": "k",
+         "tsig_algorithm": "hmac-sha256", "tsig_secret": base64.b64encode(b"s" * 32).decode()},
+        headers=HTMX,
+    )  # fmt: skip
+    assert "publishes and removes" in response.content.decode()
+    assert "c3Nz" not in response.content.decode()  # the secret is never shown back
+
+
+def test_a_viewer_sees_the_keys_but_no_buttons_and_cannot_post(owner, viewer, domain):
+    key = _generated(domain, owner)
+    page = login(viewer).get(f"/domains/{domain.pk}/").content.decode()
+    assert key.selector in page and "Generate" not in page and "Rotate" not in page
+    response = login(viewer).post(
+        f"/domains/{domain.pk}/dkim/keys/", {"algorithm": "rsa"}, headers=HTMX
+    )
+    assert "cannot change" in response.content.decode()
+    assert DkimKey.objects.count() == 1
+
+
+def test_another_organisations_domain_and_keys_are_not_found(owner, outsider, domain):
+    key = _generated(domain, owner)
+    client = login(outsider)
+    assert client.get(f"/domains/{domain.pk}/dkim/").status_code == 404
+    assert client.post(f"/dkim-keys/{key.pk}/retire/", headers=HTMX).status_code == 404
+    assert client.post(f"/domains/{domain.pk}/dkim/keys/", {"algorithm": "rsa"}).status_code == 404
