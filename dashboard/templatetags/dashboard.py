@@ -27,10 +27,12 @@ def zone_lines(results: Any) -> str:
     """Every suggested record of a domain's current checks, as zone-file lines."""
     lines = []
     for result in results:
-        record = (getattr(result, "details", None) or {}).get("suggested_record")
-        if record:
+        details = getattr(result, "details", None) or {}
+        # A check may suggest several records (every pending DKIM key); one is `suggested_record`.
+        records = details.get("suggested_records") or [details.get("suggested_record")]
+        for record in filter(None, records):
             lines.append(zone_line(record["name"], record["type"], record["value"]))
-    return "\n".join(lines)
+    return "\n".join(dict.fromkeys(lines))
 
 
 @register.filter

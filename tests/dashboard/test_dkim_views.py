@@ -4,6 +4,7 @@ senders' selectors, automatic rotation and publishing; roles and organisations r
 from __future__ import annotations
 
 import base64
+import html
 
 import pytest
 from django.test import Client
@@ -110,3 +111,26 @@ def test_another_organisations_domain_and_keys_are_not_found(owner, outsider, do
     assert client.get(f"/domains/{domain.pk}/dkim/").status_code == 404
     assert client.post(f"/dkim-keys/{key.pk}/retire/", headers=HTMX).status_code == 404
     assert client.post(f"/domains/{domain.pk}/dkim/keys/", {"algorithm": "rsa"}).status_code == 404
+
+
+def test_every_pending_keys_record_joins_the_records_to_publish(owner, domain):
+    from django.utils import timezone
+
+    from dns_records.results import CheckOutcome
+    from dns_records.services import check_outcomes_store
+    from dns_records.status import CheckStatus
+
+    records = [
+        {
+            "name": f"s{n}._domainkey.dkim.test",
+            "type": "TXT",
+            "value": f"v=DKIM1; k=ed25519; p=K{n}",
+        }
+        for n in (1, 2)
+    ]
+    details = {"suggested_records": records, "suggested_record": records[0]}
+    outcome = CheckOutcome("dkim", CheckStatus.WARNING, "waiting", details)
+    check_outcomes_store(domain=domain, outcomes=[outcome], checked_at=timezone.now())
+    page = html.unescape(login(owner).get(f"/domains/{domain.pk}/").content.decode())
+    assert 's1._domainkey.dkim.test. 3600 IN TXT "v=DKIM1; k=ed25519; p=K1"' in page
+    assert 's2._domainkey.dkim.test. 3600 IN TXT "v=DKIM1; k=ed25519; p=K2"' in page
