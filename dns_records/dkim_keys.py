@@ -33,6 +33,7 @@ from dns_records.models import (
     DnsUpdateTarget,
     Domain,
 )
+from dns_records.opendkim import RenderedFile, SigningKey, render_opendkim
 from dns_records.resolver import Resolver, TsigKey, send_update
 from dns_records.web import address_allowed
 from dns_records.zonefile import quote_txt
@@ -441,3 +442,24 @@ def dkim_signing_due(*, now: datetime) -> list[int]:
         .filter(Q(signing_checked_at__isnull=True) | Q(signing_checked_at__lt=stale))
         .values_list("pk", flat=True)
     )
+
+
+# --- output for hosts ------------------------------------------------------------------------
+
+
+def opendkim_files(
+    *, domain_ids: list[int], key_dir: str = "/etc/opendkim/keys"
+) -> list[RenderedFile]:
+    """OpenDKIM's KeyTable, SigningTable and key files for the active keys of these domains:
+    what a deployment writes to a host that signs for them (the managed-hosts app pushes it)."""
+    keys = DkimKey.objects.filter(domain_id__in=domain_ids, state=DkimKeyState.ACTIVE)
+    signing = [
+        SigningKey(
+            domain=key.domain.name,
+            selector=key.selector,
+            algorithm=key.algorithm,
+            private_pem=secrets.decrypt(key.private_key, context=key.secret_context),
+        )
+        for key in keys.select_related("domain").order_by("domain__name", "selector")
+    ]
+    return render_opendkim(signing, key_dir=key_dir)

@@ -296,3 +296,17 @@ def test_a_wrong_tsig_secret_is_refused_by_the_server(domain, owner, dkim_knot):
     assert not outcome.sent and "refused the TSIG key mailsec-update" in outcome.error
     domain.dns_update.refresh_from_db()
     assert "refused the TSIG key" in domain.dns_update.last_error
+
+
+def test_hosts_get_opendkim_files_for_the_active_keys_only(updatable, owner, resolver, settings):
+    settings.MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES = 0
+    active = _generated(updatable, owner, algorithm="ed25519")
+    _advance(resolver, timezone.now())
+    _advance(resolver, timezone.now())
+    pending = _generated(updatable, owner)
+    files = {f.path: f for f in dkim_keys.opendkim_files(domain_ids=[updatable.pk])}
+    key_table = "".join(f.content.decode() for path, f in files.items() if "KeyTable" in path)
+    assert f"{active.selector}._domainkey.{ZONE}" in key_table
+    assert pending.selector not in key_table
+    key_file = next(f for path, f in files.items() if path.endswith(f"{active.selector}.private"))
+    assert key_file.mode == 0o600 and b"PRIVATE KEY" in key_file.content
