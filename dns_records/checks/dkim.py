@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from dns_records.checks.base import Check, CheckContext, DkimExpectation
-from dns_records.dkim import DkimRecord, DkimRecordError, parse_dkim_record, record_name
+from dns_records.dkim import (
+    DkimRecord,
+    DkimRecordError,
+    parse_dkim_record,
+    public_keys_equal,
+    record_name,
+)
 from dns_records.lookups import Lookup, Net
 from dns_records.results import CheckOutcome, Finding, outcome_from_findings, worst
 from dns_records.status import CheckStatus
@@ -149,7 +155,7 @@ def _judge_managed(row: _Row, found: DkimRecord) -> None:
     if e.state == RETIRED:
         row.message = "Retired; its record is still published and may be removed."
         return
-    if expected is not None and found.public_b64 != expected.public_b64:
+    if expected is not None and not public_keys_equal(found.public_b64, expected.public_b64):
         row.flag(
             CheckStatus.FAIL,
             f"The key published at {name} differs from the one mailsec stores for "
