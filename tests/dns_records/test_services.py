@@ -114,7 +114,7 @@ def test_check_domain_command_prints_the_contract_json(knot):
     payload = json.loads(out.getvalue())
     assert payload["domain"] == "good.test"
     assert [c["name"] for c in payload["checks"]] == [
-        "delegation", "spf", "dmarc", "mx", "rdns", "mta_sts", "tls_rpt", "dnssec", "bimi",
+        "delegation", "spf", "dmarc", "dkim", "mx", "rdns", "mta_sts", "tls_rpt", "dnssec", "bimi",
     ]  # fmt: skip
     for check in payload["checks"]:
         assert set(check) == {"name", "status", "summary", "details", "checked_at"}
@@ -216,8 +216,8 @@ def test_a_name_in_two_organisations_is_checked_in_each_context_and_stored_for_b
     second = Domain.objects.create(organisation=other_org, name="good.test")
     outcomes = domains_check(domain_ids=[first.pk, second.pk])
     assert sorted(outcomes) == sorted([first.pk, second.pk])
-    assert CheckState.objects.filter(domain=first).count() == 9
-    assert CheckState.objects.filter(domain=second).count() == 9
+    assert CheckState.objects.filter(domain=first).count() == 10
+    assert CheckState.objects.filter(domain=second).count() == 10
 
 
 def test_storing_a_run_costs_the_same_queries_whatever_the_number_of_checks(domain):

@@ -31,11 +31,11 @@ def test_created_domain_gets_every_check_run_by_the_worker(celery_worker, owner_
     assert run.state == TaskState.SUCCEEDED, run.error
     states = {s.name: s.status for s in CheckState.objects.filter(domain=domain)}
     assert states == {
-        "delegation": "ok", "spf": "ok", "dmarc": "ok", "mx": "ok", "rdns": "ok",
-        "mta_sts": "ok", "tls_rpt": "ok", "dnssec": "warning", "bimi": "ok",
+        "delegation": "ok", "spf": "ok", "dmarc": "ok", "dkim": "warning", "mx": "ok",
+        "rdns": "ok", "mta_sts": "ok", "tls_rpt": "ok", "dnssec": "warning", "bimi": "ok",
     }  # fmt: skip
-    assert CheckResult.objects.filter(domain=domain).count() == 9
-    assert CheckEvent.objects.filter(domain=domain, previous_status="").count() == 9
+    assert CheckResult.objects.filter(domain=domain).count() == 10
+    assert CheckEvent.objects.filter(domain=domain, previous_status="").count() == 10
     checks = owner_api.get("/api/v1/domains/good.test/checks/").json()
     assert [c["name"] for c in checks][:2] == ["delegation", "spf"]
     domain.refresh_from_db()

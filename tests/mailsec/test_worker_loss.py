@@ -80,4 +80,4 @@ def test_killed_pool_process_job_is_redelivered_and_completed(slow_worker, org):
     assert done.state == TaskState.SUCCEEDED, (done.error, worker.log_path.read_text()[-2000:])
     assert done.attempts == 2
     assert done.claimed_by != claimer
-    assert CheckState.objects.filter(domain=domain).count() == 9
+    assert CheckState.objects.filter(domain=domain).count() == 10
