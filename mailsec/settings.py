@@ -1,8 +1,9 @@
 """Settings for mailsec, read from the environment (see README and .env.example).
 
 With nothing set except MAILSEC_DEBUG=1 (as `make run` does) everything runs locally: SQLite
-under var/, a file-system Celery broker and a secret key generated once in var/secret_key.
-Production sets DATABASE_URL, CELERY_BROKER_URL, MAILSEC_SECRET_KEY and MAILSEC_ALLOWED_HOSTS.
+under var/, a file-system Celery broker, and a secret key and an encryption key generated once in
+var/secret_key and var/encryption_keys. Production sets DATABASE_URL, CELERY_BROKER_URL,
+MAILSEC_SECRET_KEY, MAILSEC_ENCRYPTION_KEYS and MAILSEC_ALLOWED_HOSTS.
 """
 
 from __future__ import annotations
