@@ -310,3 +310,39 @@ def test_hosts_get_opendkim_files_for_the_active_keys_only(updatable, owner, res
     assert pending.selector not in key_table
     key_file = next(f for path, f in files.items() if path.endswith(f"{active.selector}.private"))
     assert key_file.mode == 0o600 and b"PRIVATE KEY" in key_file.content
+
+
+@pytest.mark.parametrize("algorithm", ["rsa", "ed25519"])
+def test_signing_is_proven_against_the_published_record(updatable, owner, resolver, algorithm):
+    key = _generated(updatable, owner, algorithm=algorithm)
+    assert dkim_keys.dkim_key_verify_signing(key_id=key.pk, resolver=resolver) is True
+    key.refresh_from_db()
+    assert key.signing_verified is True and key.signing_checked_at is not None
+    dkim_keys._send(updatable.dns_update, delete=[key.dns_name])
+    assert dkim_keys.dkim_key_verify_signing(key_id=key.pk, resolver=resolver) is False
+    key.refresh_from_db()
+    assert key.signing_error
+
+
+def test_a_lookup_failure_leaves_the_signing_proof_unknown(domain, owner):
+    key = _generated(domain, owner)
+    refused = Resolver(nameservers=[parse_nameserver("127.0.0.1:9")], timeout=0.3)
+    assert dkim_keys.dkim_key_verify_signing(key_id=key.pk, resolver=refused) is None
+    key.refresh_from_db()
+    assert key.signing_verified is None and key.signing_checked_at is not None
+
+
+def test_a_database_dump_holds_no_dkim_private_key(updatable, owner):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    keys = [_generated(updatable, owner), _generated(updatable, owner, algorithm="ed25519")]
+    out = StringIO()
+    call_command("dumpdata", "dns_records", stdout=out)
+    dump = out.getvalue()
+    for key in keys:
+        pem = secrets.decrypt(key.private_key, context=key.secret_context)
+        body = b"".join(pem.splitlines()[1:-1]).decode()
+        assert body[:40] not in dump and "PRIVATE KEY" not in dump
+    assert base64.b64decode(TSIG[2]).hex() not in dump and TSIG[2] not in dump
