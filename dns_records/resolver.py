@@ -188,6 +188,41 @@ class CachingResolver(Resolver):
         return len(self._answers)
 
 
+class DeadlineResolver(Resolver):
+    """One domain's view of a batch's (caching) resolver: after `deadline` (a `time.monotonic`
+    value) every question is answered with an error at once.
+
+    Names that never answer would otherwise hold a worker for a whole task time limit, and one
+    domain's fan-out would starve the rest of its batch; "out of time" is an unknown (`error`),
+    never a missing record. A question already asked may still take up to one lookup timeout.
+    """
+
+    def __init__(self, inner: Resolver, deadline: float, budget: float) -> None:
+        self._inner = inner
+        self.timeout = inner.timeout
+        self.deadline = deadline
+        self._budget = budget
+
+    @classmethod
+    def starting_now(cls, inner: Resolver, budget: float) -> DeadlineResolver:
+        return cls(inner, time.monotonic() + budget, budget)
+
+    @property
+    def nameservers(self) -> list[str]:
+        return self._inner.nameservers
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def lookup(self, name: str, rdtype: str) -> Lookup:
+        if self.remaining() <= 0:
+            return Lookup(
+                name, rdtype, LookupStatus.ERROR,
+                reason=f"out of time: this domain's checks had {self._budget:g}s in all",
+            )  # fmt: skip
+        return self._inner.lookup(name, rdtype)
+
+
 @dataclass(frozen=True)
 class TsigKey:
     """A TSIG key for RFC 2136 updates: its name, algorithm and secret (raw bytes)."""

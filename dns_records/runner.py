@@ -7,46 +7,82 @@ looked up once per batch.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Collection, Generator, Iterable
+from collections.abc import Callable, Collection, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from functools import partial
+
+from django.conf import settings
 
 from dns_records.bimi_assets import inspect_bimi
 from dns_records.checks import CheckContext, all_checks
-from dns_records.lookups import BimiAsset, Net, SpfEvaluation
-from dns_records.resolver import CachingResolver, Resolver
+from dns_records.lookups import BimiAsset, Fetch, Net, SpfEvaluation
+from dns_records.resolver import CachingResolver, DeadlineResolver, Resolver
 from dns_records.results import CheckOutcome
 from dns_records.spf_eval import evaluate_spf
+from dns_records.status import CheckStatus
 from dns_records.web import fetch_https
+
+logger = logging.getLogger(__name__)
 
 
 def net_for(resolver: Resolver) -> Net:
-    """The adapters a run of checks uses, all resolving through `resolver`."""
+    """The adapters a run of checks uses, all resolving through `resolver`.
+
+    With a `DeadlineResolver`, HTTPS fetches keep to its deadline too: none starts after it,
+    and none may run past it.
+    """
+
+    def fetch(host: str, path: str, addresses: Sequence[str], *, timeout: float) -> Fetch:
+        if isinstance(resolver, DeadlineResolver):
+            remaining = resolver.remaining()
+            if remaining <= 0:
+                return Fetch(f"https://{host}{path}", error="out of time: not fetched")
+            timeout = min(timeout, remaining)
+        return fetch_https(host, path, addresses, timeout=timeout)
 
     def check_host(ip: str, domain: str) -> SpfEvaluation:
         return evaluate_spf(ip, domain, resolver=resolver)
 
     def bimi(domain: str, logo: str, authority: str) -> list[BimiAsset]:
-        return inspect_bimi(domain, logo, authority, resolver=resolver, fetch=fetch_https)
+        return inspect_bimi(domain, logo, authority, resolver=resolver, fetch=fetch)
 
-    return Net(
-        resolver=resolver,
-        fetch_https=partial(fetch_https),
-        check_host=check_host,
-        inspect_bimi=bimi,
-    )
+    return Net(resolver=resolver, fetch_https=fetch, check_host=check_host, inspect_bimi=bimi)
 
 
 def run_domain_checks(
-    context: CheckContext, resolver: Resolver, *, only: Collection[str] | None = None
+    context: CheckContext,
+    resolver: Resolver,
+    *,
+    only: Collection[str] | None = None,
+    budget: float | None = None,
 ) -> list[CheckOutcome]:
-    """The checks of one domain (all, or those named in `only`), in the registry's order."""
+    """The checks of one domain (all, or those named in `only`), in the registry's order.
+
+    The checks together get `budget` seconds (MAILSEC_CHECK_DOMAIN_BUDGET_SECONDS unless
+    given); lookups after that answer "out of time". A check that raises becomes an `error`
+    outcome, logged, so a fault in one check (or one stranger's record tripping it) costs
+    neither the domain's other checks nor the rest of a batch.
+    """
     cached = resolver if isinstance(resolver, CachingResolver) else CachingResolver(resolver)
-    net = net_for(cached)
-    return [
-        check.run(context, net) for check in all_checks() if only is None or check.name in set(only)
-    ]
+    seconds = settings.MAILSEC_CHECK_DOMAIN_BUDGET_SECONDS if budget is None else budget
+    net = net_for(DeadlineResolver.starting_now(cached, seconds))
+    outcomes = []
+    for check in all_checks():
+        if only is not None and check.name not in set(only):
+            continue
+        try:
+            outcomes.append(check.run(context, net))
+        except Exception:
+            logger.exception("the %s check of %s failed", check.name, context.domain)
+            outcomes.append(
+                CheckOutcome(
+                    check.name,
+                    CheckStatus.ERROR,
+                    "mailsec could not complete this check (an internal error, logged).",
+                )
+            )
+    return outcomes
 
 
 def iter_many[K](

@@ -67,6 +67,18 @@ def is_spf(text: str) -> bool:
     return lowered == "v=spf1" or lowered.startswith("v=spf1 ")
 
 
+def first_control_character(text: str, *, allowed: str = "") -> tuple[int, str] | None:
+    """The first C0 or C1 control character (or DEL) in `text` and its index, None if none.
+
+    DNS carries any byte in a TXT record, NUL included; the record grammars do not.
+    """
+    for position, char in enumerate(text):
+        code = ord(char)
+        if (code < 0x20 or 0x7F <= code <= 0x9F) and char not in allowed:
+            return position, char
+    return None
+
+
 def _check_macro_string(value: str, term: str) -> None:
     stripped = _MACRO.sub("", value)
     if "%" in stripped:
@@ -138,6 +150,13 @@ def parse_spf(text: str) -> SpfRecord:
     """Parse one SPF record, raising SpfSyntaxError where a receiver would return permerror."""
     if not is_spf(text):
         raise SpfSyntaxError("record does not start with v=spf1")
+    control = first_control_character(text)
+    if control is not None:
+        position, char = control
+        raise SpfSyntaxError(
+            f"control character {ascii(char)[1:-1]} at position {position}: RFC 7208 allows only "
+            "printable characters, separated by spaces"
+        )
     terms: list[Term] = []
     seen_modifiers: set[str] = set()
     for token in text.split(" ")[1:]:

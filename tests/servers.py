@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dns.message
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -290,6 +291,21 @@ class SlowDnsRelay:
                 return
         with contextlib.suppress(OSError):
             self._sock.sendto(reply, client)
+
+
+class SilentDnsRelay(SlowDnsRelay):
+    """A relay to Knot that never answers questions for names under `silent` (a zone whose
+    servers are down, or drop queries): each such lookup costs its whole timeout."""
+
+    def __init__(self, upstream: tuple[str, int], silent: str, address: str = "127.0.0.14") -> None:
+        super().__init__(upstream, address=address)
+        self.silent = silent.lower().rstrip(".")
+
+    def _answer(self, query: bytes, client: tuple[str, int]) -> None:
+        name = dns.message.from_wire(query).question[0].name.to_text(omit_final_dot=True)
+        if name.lower() == self.silent or name.lower().endswith("." + self.silent):
+            return
+        super()._answer(query, client)
 
 
 POLICY_WEB_ADDRESS = "127.0.0.15"

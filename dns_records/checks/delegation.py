@@ -16,6 +16,10 @@ from dns_records.status import CheckStatus
 
 NAME = "delegation"
 
+# Name servers whose addresses are looked up: the root zone has thirteen; a zone listing
+# hundreds only multiplies lookups (its NS answer would not even fit a UDP response).
+MAX_NS_HOSTS = 13
+
 SOA_FIELDS = ("mname", "rname", "serial", "refresh", "retry", "expire", "minimum")
 
 
@@ -58,7 +62,7 @@ def evaluate_delegation(
 
     soa_fields = parse_soa(soa.records[0])
     servers: list[dict[str, Any]] = []
-    for host in ns.records:
+    for host in ns.records[:MAX_NS_HOSTS]:
         lookups = ns_addresses.get(host, ())
         addresses = sorted({a for lookup in lookups if lookup.ok for a in lookup.records})
         if addresses:
@@ -70,6 +74,8 @@ def evaluate_delegation(
         reasons = [f"{lookup.rdtype}: {lookup.reason}" for lookup in lookups if lookup.failed]
         servers.append({"name": host, "addresses": addresses, "state": state, "errors": reasons})
     details: dict[str, Any] = {"nameservers": servers, "soa": soa_fields, "ttl": ns.ttl}
+    if len(ns.records) > MAX_NS_HOSTS:
+        details["nameservers_not_examined"] = len(ns.records) - MAX_NS_HOSTS
 
     lame = [s["name"] for s in servers if s["state"] == "no_address"]
     if lame:
@@ -99,6 +105,13 @@ def evaluate_delegation(
             **details,
         )
     serial = soa_fields.get("serial", "?")
+    if len(ns.records) > MAX_NS_HOSTS:
+        return outcome(
+            CheckStatus.WARNING,
+            f"{len(ns.records)} name servers: mailsec examined the first {MAX_NS_HOSTS}; "
+            f"resolvers try only a few. SOA serial {serial}.",
+            **details,
+        )
     return outcome(
         CheckStatus.OK,
         f"Delegated to {len(servers)} name servers; SOA serial {serial}.",
@@ -127,7 +140,8 @@ def gather(context: CheckContext, net: Net) -> DelegationLookups:
         zone = zone.split(".", 1)[1]
         ns = resolver.lookup(zone, "NS")
     soa = resolver.lookup(zone, "SOA")
-    addresses = {host: list(resolver.addresses(host)) for host in ns.records} if ns.ok else {}
+    hosts = ns.records[:MAX_NS_HOSTS] if ns.ok else ()
+    addresses = {host: list(resolver.addresses(host)) for host in hosts}
     return DelegationLookups(zone, ns, soa, addresses, resolver.nameservers)
 
 

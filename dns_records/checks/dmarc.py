@@ -11,6 +11,7 @@ from dns_records.checks.base import Check, CheckContext
 from dns_records.lookups import Lookup, Net
 from dns_records.names import organisational_domain
 from dns_records.results import CheckOutcome, Finding, outcome_from_findings
+from dns_records.spf import first_control_character
 from dns_records.status import CheckStatus
 
 NAME = "dmarc"
@@ -79,6 +80,14 @@ class DmarcRecord:
 def parse_dmarc(text: str) -> DmarcRecord:
     if not is_dmarc(text):
         raise DmarcSyntaxError("record does not start with v=DMARC1")
+    # RFC 7489's grammar allows spaces and tabs between tags, no other control character.
+    control = first_control_character(text, allowed="\t")
+    if control is not None:
+        position, char = control
+        raise DmarcSyntaxError(
+            f"control character {ascii(char)[1:-1]} at position {position}: RFC 7489 allows "
+            "only printable characters, spaces and tabs"
+        )
     tags: dict[str, str] = {}
     problems: list[str] = []
     for part in text.split(";"):
@@ -131,6 +140,11 @@ class DmarcLookups:
     fallback_name: str | None = None
     fallback: Lookup | None = None
     authorisations: dict[str, Lookup] = field(default_factory=dict)  # by report domain
+
+
+# External report domains whose authorisation is looked up: RFC 7489 (6.2) lets receivers limit
+# the URIs they report to (they must take two); a record listing hundreds costs one lookup each.
+MAX_REPORT_DOMAINS = 10
 
 
 def external_report_domains(domain: str, record: DmarcRecord) -> list[str]:
@@ -209,7 +223,16 @@ def evaluate_dmarc(lookups: DmarcLookups) -> CheckOutcome:
             Finding(CheckStatus.WARNING, "No rua= address: you receive no aggregate reports")
         )
     authorisations = []
-    for report_domain in external_report_domains(policy_domain, record):
+    external = external_report_domains(policy_domain, record)
+    if len(external) > MAX_REPORT_DOMAINS:
+        findings.append(
+            Finding(
+                CheckStatus.WARNING,
+                f"Reports go to {len(external)} other domains: mailsec checked the first "
+                f"{MAX_REPORT_DOMAINS}, and receivers may send to only two",
+            )
+        )
+    for report_domain in external[:MAX_REPORT_DOMAINS]:
         lookup = lookups.authorisations.get(report_domain)
         auth_name = authorisation_name(policy_domain, report_domain)
         if lookup is None or lookup.failed:
@@ -330,7 +353,7 @@ def gather(context: CheckContext, net: Net) -> DmarcLookups:
     parsed = _one_record(lookups)
     if parsed is not None:
         policy_domain = organisational if lookups.fallback is not None else domain
-        for report_domain in external_report_domains(policy_domain, parsed):
+        for report_domain in external_report_domains(policy_domain, parsed)[:MAX_REPORT_DOMAINS]:
             lookups.authorisations[report_domain] = net.resolver.lookup(
                 authorisation_name(policy_domain, report_domain), "TXT"
             )

@@ -12,6 +12,11 @@ from dns_records.results import CheckOutcome, Finding, outcome_from_findings
 from dns_records.status import CheckStatus
 
 NAME = "mx"
+# A domain's zone is a stranger's: a thousand MX records, or a host with a thousand addresses,
+# must not cost a thousand lookups and a megabyte of stored details. Senders try a handful of
+# MX hosts in preference order, so the first twenty (ten addresses each) are what mail meets.
+MAX_MX_HOSTS = 20
+MAX_ADDRESSES_PER_HOST = 10
 
 
 @dataclass(frozen=True)
@@ -54,19 +59,20 @@ class MxLookups:
         return self.mx.ok and is_null_mx(parse_mx(self.mx.records))
 
     def address_owners(self) -> dict[str, str]:
-        """Each address of the MX hosts, with the host it belongs to."""
+        """Each address of the MX hosts looked up (MAX_ADDRESSES_PER_HOST of each), with the
+        host it belongs to."""
         result: dict[str, str] = {}
         for host, lookups in self.addresses.items():
-            for address in host_addresses(lookups):
+            for address in host_addresses(lookups)[:MAX_ADDRESSES_PER_HOST]:
                 result.setdefault(address, host)
         return result
 
 
-def mx_lookups(domain: str, resolver: Resolving) -> MxLookups:
-    """The MX records and each host's addresses; shared by the MX, rDNS, SPF and MTA-STS checks
-    (a caching resolver asks each question once)."""
+def mx_lookups(domain: str, resolver: Resolving, *, max_hosts: int = MAX_MX_HOSTS) -> MxLookups:
+    """The MX records and the addresses of the first `max_hosts` hosts by preference; shared by
+    the MX, rDNS, SPF and MTA-STS checks (a caching resolver asks each question once)."""
     lookups = MxLookups(domain, resolver.lookup(domain, "MX"))
-    for host in lookups.hosts():
+    for host in lookups.hosts()[:max_hosts]:
         found = list(resolver.addresses(host))
         # An alias to another zone comes back from an authoritative server as a bare CNAME
         # with no address: ask for the CNAME itself to tell it from a missing host.
@@ -124,7 +130,16 @@ def evaluate_mx(lookups: MxLookups) -> CheckOutcome:
             )
         )
     rows = []
-    for host in hosts:
+    if len(hosts) > MAX_MX_HOSTS:
+        findings.append(
+            Finding(
+                CheckStatus.WARNING,
+                f"{len(hosts)} MX records: mailsec examined the first {MAX_MX_HOSTS} by "
+                "preference (senders try only a few)",
+            )
+        )
+        details["hosts_not_examined"] = len(hosts) - MAX_MX_HOSTS
+    for host in hosts[:MAX_MX_HOSTS]:
         row: dict[str, Any] = {"preference": host.preference, "host": host.host, "addresses": []}
         rows.append(row)
         if host.host == ".":
@@ -137,6 +152,16 @@ def evaluate_mx(lookups: MxLookups) -> CheckOutcome:
             continue
         found = lookups.addresses.get(host.host, [])
         addresses = host_addresses(found)
+        if len(addresses) > MAX_ADDRESSES_PER_HOST:
+            findings.append(
+                Finding(
+                    CheckStatus.WARNING,
+                    f"MX {host.host} has {len(addresses)} addresses: mailsec examined the "
+                    f"first {MAX_ADDRESSES_PER_HOST}",
+                )
+            )
+            row["addresses_not_examined"] = len(addresses) - MAX_ADDRESSES_PER_HOST
+            addresses = addresses[:MAX_ADDRESSES_PER_HOST]
         row["addresses"] = addresses
         alias = _alias_target(host.host, found)
         if alias:

@@ -12,6 +12,10 @@ from dns_records.results import CheckOutcome, Finding, outcome_from_findings
 from dns_records.status import CheckStatus
 
 NAME = "rdns"
+# Addresses examined, and PTR names followed for each: receivers confirm one name, and RFC 7208
+# stops a ptr term at ten; past that a hostile reverse zone only multiplies lookups.
+MAX_ADDRESSES = 20
+MAX_PTR_NAMES = 10
 
 
 @dataclass
@@ -35,7 +39,16 @@ def evaluate_rdns(lookups: ReverseLookups) -> CheckOutcome:
         )
     findings: list[Finding] = []
     rows = []
-    for address, host in sorted(lookups.addresses.items()):
+    examined = sorted(lookups.addresses.items())[:MAX_ADDRESSES]
+    if len(lookups.addresses) > MAX_ADDRESSES:
+        findings.append(
+            Finding(
+                CheckStatus.WARNING,
+                f"The MX hosts have {len(lookups.addresses)} addresses: mailsec examined "
+                f"{MAX_ADDRESSES}",
+            )
+        )
+    for address, host in examined:
         ptr = lookups.ptr.get(address)
         row: dict[str, Any] = {"address": address, "mx": host, "ptr": [], "confirmed": False}
         rows.append(row)
@@ -53,9 +66,19 @@ def evaluate_rdns(lookups: ReverseLookups) -> CheckOutcome:
                 )
             )
             continue
-        row["ptr"] = list(ptr.records)
+        names = ptr.records[:MAX_PTR_NAMES]
+        row["ptr"] = list(names)
+        if len(ptr.records) > MAX_PTR_NAMES:
+            row["ptr_not_followed"] = len(ptr.records) - MAX_PTR_NAMES
+            findings.append(
+                Finding(
+                    CheckStatus.WARNING,
+                    f"{address} has {len(ptr.records)} PTR names: mailsec followed the first "
+                    f"{MAX_PTR_NAMES} (receivers expect one)",
+                )
+            )
         forward_errors = []
-        for name in ptr.records:
+        for name in names:
             forward = lookups.forward.get(name, [])
             if any(address in lk.records for lk in forward if lk.ok):
                 row["confirmed"] = True
@@ -71,11 +94,11 @@ def evaluate_rdns(lookups: ReverseLookups) -> CheckOutcome:
                     )
                 )
             else:
-                names = ", ".join(ptr.records)
+                listed = ", ".join(names)
                 findings.append(
                     Finding(
                         CheckStatus.FAIL,
-                        f"PTR of {address} is {names}, which does not resolve back to {address}",
+                        f"PTR of {address} is {listed}, which does not resolve back to {address}",
                     )
                 )
     ok = f"All {len(rows)} mail server addresses have forward-confirmed reverse DNS"
@@ -89,11 +112,11 @@ def gather(context: CheckContext, net: Net) -> ReverseLookups:
         mx_usable=evaluate_mx(mx).status is not CheckStatus.ERROR,
         null_mx=mx.is_null(),
     )
-    for address in lookups.addresses:
+    for address in sorted(lookups.addresses)[:MAX_ADDRESSES]:
         ptr = net.resolver.reverse(address)
         lookups.ptr[address] = ptr
         if ptr.ok:
-            for name in ptr.records:
+            for name in ptr.records[:MAX_PTR_NAMES]:
                 lookups.forward[name] = list(net.resolver.addresses(name))
     return lookups
 

@@ -37,6 +37,11 @@ from dns_records.status import CheckStatus
 NAME = "spf"
 # Records fetched for one SPF tree at most: ten lookups allowed, so this is well past any verdict.
 MAX_SPF_NODES = 40
+# a, mx and exists terms resolved for one SPF tree at most. Receivers stop after ten
+# DNS-querying terms (RFC 7208 4.6.4); mailsec counts every term for the verdict but resolves
+# only this many (twice the limit, so an over-limit record can still be flattened), each mx term
+# for its first ten MX names (RFC 7208 4.6.4 again): forty a: terms cost twenty, not forty.
+MAX_SPF_TERM_LOOKUPS = 20
 MAX_EVALUATED_ADDRESSES = 10
 FLATTEN_NOTE = (
     "Flattened: your providers' current ip4:/ip6: ranges replace their include: terms, so this "
@@ -61,6 +66,8 @@ class SpfNode:
     term_addresses: dict[str, list[Lookup]] = field(default_factory=dict)
     loop: bool = False
     unexpanded: bool = False  # a macro in the target: the real name is known only at receipt
+    # a/mx/exists terms not resolved: the tree had used up MAX_SPF_TERM_LOOKUPS.
+    unresolved: list[str] = field(default_factory=list)
     truncated: bool = False  # not fetched: the tree had grown past MAX_SPF_NODES records
 
     def spf_records(self) -> list[str]:
@@ -82,6 +89,7 @@ class SpfTally:
     lookups: int = 0
     void: int = 0
     truncated: bool = False
+    unresolved: int = 0
     findings: list[Finding] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
 
@@ -137,6 +145,7 @@ def _walk(node: SpfNode, tally: SpfTally, depth: int) -> SpfRecord | None:
         )
         return None
     tally.records.append({"domain": node.domain, "record": record.text, "via": node.via})
+    tally.unresolved += len(node.unresolved)
     for term in effective_terms(record):
         counts = term.kind == "mechanism" and term.name in LOOKUP_MECHANISMS
         counts = counts or (term.kind == "modifier" and term.name == "redirect")
@@ -227,6 +236,14 @@ def evaluate_spf_tree(
             Finding(
                 CheckStatus.FAIL,
                 f"SPF needs {tally.lookups} DNS lookups; receivers stop at 10 and return permerror",
+            )
+        )
+    if tally.unresolved:
+        findings.append(
+            Finding(
+                CheckStatus.WARNING,
+                f"mailsec resolved the first {MAX_SPF_TERM_LOOKUPS} a/mx/exists terms and left "
+                f"{tally.unresolved} more unresolved; receivers stop after 10 lookups",
             )
         )
     if tally.void > MAX_VOID_LOOKUPS:
@@ -588,13 +605,14 @@ def build_spf_tree(domain: str, resolver: Resolving) -> SpfNode:
     include each other): the tree stops growing after MAX_SPF_NODES records, far past the ten
     lookups any receiver allows, and the verdict reports the truncation as a fail.
     """
-    budget = [MAX_SPF_NODES]
+    budget = [MAX_SPF_NODES, MAX_SPF_TERM_LOOKUPS]
     return _spf_node(domain, resolver, via="", seen=frozenset(), budget=budget)
 
 
 def _spf_node(
     domain: str, resolver: Resolving, *, via: str, seen: frozenset[str], budget: list[int]
 ) -> SpfNode:
+    """`budget` is what the whole tree may still spend: [records, a/mx/exists terms]."""
     if domain in seen:
         return SpfNode(domain, Lookup(domain, "TXT", LookupStatus.OK), via=via, loop=True)
     if budget[0] <= 0:
@@ -614,13 +632,17 @@ def _spf_node(
             else:
                 child = _spf_node(target, resolver, via=str(term), seen=seen, budget=budget)
                 node.children.append(child)
-        elif term.kind == "mechanism" and target is not None:
+        elif term.kind == "mechanism" and target is not None and term.name in {"a", "mx", "exists"}:
+            if budget[1] <= 0:
+                node.unresolved.append(str(term))
+                continue
+            budget[1] -= 1
             if term.name in {"a", "exists"}:
                 node.term_lookups[str(term)] = [resolver.lookup(target, "A")]
             if term.name == "a":
                 node.term_addresses[str(term)] = list(resolver.addresses(target))
             elif term.name == "mx":
-                mx = mx_lookups(target, resolver)
+                mx = mx_lookups(target, resolver, max_hosts=MAX_MX_OR_PTR_NAMES)
                 node.term_lookups[str(term)] = [mx.mx]
                 node.term_addresses[str(term)] = [
                     lk for found in mx.addresses.values() for lk in found if lk.rdtype != "CNAME"
