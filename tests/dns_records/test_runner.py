@@ -44,6 +44,7 @@ CASES = [
     ("refusedinclude.spf.test", "spf", "error", "spf.unserved.example"),
     ("mxfail.spf.test", "spf", "warning", "MX mx1.good.test 192.0.2.10 does not pass SPF (fail)"),
     ("unserved.example", "spf", "error", "REFUSED"),
+    ("controls.test", "spf", "fail", "control character \\x00 at position 14"),
     # DMARC
     ("good.test", "dmarc", "ok", "DMARC p=reject"),
     ("strict.dmarc.test", "dmarc", "ok", "DMARC p=reject"),
@@ -61,6 +62,7 @@ CASES = [
     ("extrefused.dmarc.test", "dmarc", "error", "unserved.example"),
     ("sub.inherit.test", "dmarc", "ok", "DMARC p=quarantine"),
     ("unserved.example", "dmarc", "error", "REFUSED"),
+    ("controls.test", "dmarc", "fail", "control character \\x00 at position 18"),
     # MX
     ("good.test", "mx", "ok", "2 MX hosts"),
     ("single.mx.test", "mx", "warning", "Only one MX"),
