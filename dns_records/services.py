@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -17,7 +18,7 @@ from dns_records.context import check_contexts
 from dns_records.models import CheckEvent, CheckResult, CheckState, Domain
 from dns_records.names import InvalidDomainName, normalise_domain
 from dns_records.resolver import Resolver
-from dns_records.results import CheckOutcome, worst
+from dns_records.results import CheckOutcome, storable, worst
 from dns_records.runner import iter_many
 from dns_records.selectors import check_pending
 from dns_records.status import CheckStatus
@@ -25,6 +26,16 @@ from mailsec.jobs import task_run_create, task_run_enqueue
 from mailsec.models import Organisation, TaskKind, TaskRun
 from mailsec.selectors import can_write
 from mailsec.services.audit import Actor, audit_record
+
+logger = logging.getLogger(__name__)
+
+
+class CheckRateLimited(Exception):
+    """The organisation asked for more "check now" runs this minute than it may."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def _require_write(actor: Actor, organisation: Organisation) -> None:
@@ -45,6 +56,16 @@ def domain_create(*, organisation: Organisation, name: str, actor: Actor) -> Dom
         raise ValidationError({"name": str(exc)}) from None
     try:
         with transaction.atomic():
+            # The organisation's row lock makes two creations at once count each other.
+            Organisation.objects.select_for_update().filter(pk=organisation.pk).first()
+            limit = settings.MAILSEC_DOMAINS_PER_ORGANISATION
+            if Domain.objects.filter(organisation=organisation).count() >= limit:
+                raise ValidationError(
+                    {
+                        "name": f"{organisation.name} already has {limit} domains, the most one "
+                        "organisation may have; remove one before adding another."
+                    }
+                )
             domain = Domain.objects.create(
                 organisation=organisation,
                 name=ascii_name,
@@ -57,7 +78,7 @@ def domain_create(*, organisation: Organisation, name: str, actor: Actor) -> Dom
                 organisation=organisation,
                 after={"name": ascii_name},
             )
-            domain_check_request(domain=domain, actor=actor)
+            _check_queue(domain=domain, actor=actor)
     except IntegrityError:
         raise ValidationError(
             {"name": f"{ascii_name} is already in {organisation.name}."}
@@ -80,14 +101,37 @@ def domain_delete(*, domain: Domain, actor: Actor) -> None:
 
 @transaction.atomic
 def domain_check_request(*, domain: Domain, actor: Actor) -> TaskRun:
-    """Record a pending check run and queue it after commit; answers the API's 202."""
+    """Record a pending check run and queue it after commit ("check now"); answers the API's 202.
+
+    Raises CheckRateLimited when the organisation has queued MAILSEC_CHECK_NOW_PER_MINUTE check
+    runs in the last minute: each run sends hundreds of queries to other people's servers.
+    """
     _require_write(actor, domain.organisation)
     # Asking again while a check is queued or running joins it instead of queuing another; the
-    # row lock makes two requests at once see each other.
+    # row lock makes two requests at once see each other. Joining is free.
     Domain.objects.select_for_update().filter(pk=domain.pk).first()
     pending = check_pending(domain)
     if pending is not None:
         return pending
+    # The organisation's row lock makes two requests at once count each other.
+    Organisation.objects.select_for_update().filter(pk=domain.organisation_id).first()
+    limit = settings.MAILSEC_CHECK_NOW_PER_MINUTE
+    # Every check run queued counts, a new domain's first check included: each costs the same.
+    recent = TaskRun.objects.filter(
+        organisation_id=domain.organisation_id,
+        kind=TaskKind.DOMAIN_CHECK,
+        created_at__gte=timezone.now() - timedelta(minutes=1),
+    ).count()
+    if recent >= limit:
+        raise CheckRateLimited(
+            f"{domain.organisation.name} has asked for {limit} checks in the last minute, the "
+            "most it may; try again in a minute.",
+            retry_after=60,
+        )
+    return _check_queue(domain=domain, actor=actor)
+
+
+def _check_queue(*, domain: Domain, actor: Actor) -> TaskRun:
     run = task_run_create(
         organisation=domain.organisation, kind=TaskKind.DOMAIN_CHECK, obj=domain, actor=actor
     )
@@ -108,18 +152,43 @@ def domains_check(
         return {}
     contexts = check_contexts(list(domains.values()))
     outcomes: dict[int, list[CheckOutcome]] = {}
-    # Each domain is stored as soon as it is done, so a batch cut short keeps what it finished.
+    # Each domain is stored as soon as it is done, so a batch cut short keeps what it finished,
+    # and on its own: one domain's records (written by strangers) must never cost another
+    # domain, perhaps another organisation's, its result.
     for pk, results in iter_many(
         contexts.items(),
         resolver or Resolver(),
         max_workers=settings.MAILSEC_CHECK_CONCURRENCY,
     ):
-        stored = check_outcomes_store(
-            domain=domains[pk], outcomes=results, checked_at=timezone.now()
-        )
+        # What the task run's result holds is escaped and bounded as what is stored.
+        kept = [storable(o) for o in results]
+        try:
+            stored = check_outcomes_store(
+                domain=domains[pk], outcomes=results, checked_at=timezone.now()
+            )
+        except Exception:
+            logger.exception("storing the checks of domain %s (%s) failed", pk, domains[pk].name)
+            kept = _store_failure(domains[pk], [o.name for o in results])
+            stored = bool(kept)
         if stored:
-            outcomes[pk] = results
+            outcomes[pk] = kept
     return outcomes
+
+
+def _store_failure(domain: Domain, names: list[str]) -> list[CheckOutcome]:
+    """Record `error` for each check whose result could not be stored; [] if even that fails."""
+    failed = [
+        CheckOutcome(
+            name, CheckStatus.ERROR, "mailsec could not store this check's result (logged)."
+        )
+        for name in names
+    ]
+    try:
+        if check_outcomes_store(domain=domain, outcomes=failed, checked_at=timezone.now()):
+            return failed
+    except Exception:
+        logger.exception("storing the failure of domain %s failed too", domain.pk)
+    return []
 
 
 def domain_checks_run(*, domain_id: int, resolver: Resolver | None = None) -> dict[str, Any]:
@@ -143,7 +212,10 @@ def check_outcomes_store(
 
     One read of the current states, one bulk insert each for history and events, one bulk
     upsert of the states. False when the domain was deleted while it was being checked.
+    Every string is stored with its control characters escaped and the details bounded
+    (`storable`): PostgreSQL refuses NUL, which DNS allows in any record.
     """
+    outcomes = [storable(o) for o in outcomes]
     domain_id = domain.pk
     # Locking the domain row orders this against a concurrent delete of the domain.
     if not Domain.objects.select_for_update().filter(pk=domain_id).exists():

@@ -263,3 +263,146 @@ def test_a_providers_host_addresses_must_pass_spf_in_that_domains_context(knot, 
     assert spf[theirs.pk].status == "ok"
     suggested = spf[ours.pk].details["suggested_record"]["value"]
     assert "ip4:192.0.2.99" in suggested
+
+
+@pytest.mark.knot
+def test_control_characters_from_dns_are_stored_escaped_and_shown(knot, org, owner):
+    """A NUL in a TXT record is legal DNS; PostgreSQL's text and jsonb columns refuse it."""
+    from django.test import Client
+
+    from dns_records.services import domains_check
+
+    domain = Domain.objects.create(organisation=org, name="controls.test")
+    assert domain.pk in domains_check(domain_ids=[domain.pk])
+    spf = CheckState.objects.get(domain=domain, name="spf")
+    assert spf.status == "fail"
+    assert "control character \\x00" in spf.summary
+    assert spf.details["record"] == "v=spf1 mx -all\\x00"
+    stored = CheckResult.objects.filter(domain=domain).values_list("summary", "details")
+    assert not any("\x00" in summary or "\\u0000" in json.dumps(d) for summary, d in stored)
+    client = Client()
+    client.force_login(owner)
+    body = client.get(f"/domains/{domain.pk}/").content.decode()
+    assert "v=spf1 mx -all\\x00" in body
+    assert "\x00" not in body
+
+
+@pytest.mark.knot
+def test_a_check_that_raises_costs_only_its_own_result(knot, org, other_org, monkeypatch):
+    from dns_records.checks import spf
+    from dns_records.services import domains_check
+
+    real = spf.build_spf_tree
+
+    def broken_for_one(domain, resolver):
+        if domain == "single.mx.test":
+            raise RuntimeError("a bug some record trips")
+        return real(domain, resolver)
+
+    monkeypatch.setattr(spf, "build_spf_tree", broken_for_one)
+    broken = Domain.objects.create(organisation=org, name="single.mx.test")
+    others = [Domain.objects.create(organisation=other_org, name="good.test")]
+    others.append(Domain.objects.create(organisation=org, name="controls.test"))
+    outcomes = domains_check(domain_ids=[broken.pk, *(d.pk for d in others)])
+    assert sorted(outcomes) == sorted([broken.pk, *(d.pk for d in others)])
+    for domain in [broken, *others]:
+        assert CheckState.objects.filter(domain=domain).count() == 10
+    state = CheckState.objects.get(domain=broken, name="spf")
+    assert state.status == "error"
+    assert "internal error" in state.summary
+    assert CheckState.objects.get(domain=broken, name="mx").status == "warning"
+
+
+@pytest.mark.knot
+def test_a_domain_whose_result_cannot_be_stored_does_not_cost_the_batch(
+    knot, org, other_org, monkeypatch
+):
+    from dns_records import services
+
+    real = services.check_outcomes_store
+    failing = Domain.objects.create(organisation=org, name="single.mx.test")
+    others = [
+        Domain.objects.create(organisation=other_org, name=n) for n in ("good.test", "null.mx.test")
+    ]
+    calls = []
+
+    def store_failing_once(*, domain, outcomes, checked_at):
+        calls.append(domain.pk)
+        if domain.pk == failing.pk and calls.count(failing.pk) == 1:
+            raise RuntimeError("the database refused this row")
+        return real(domain=domain, outcomes=outcomes, checked_at=checked_at)
+
+    monkeypatch.setattr(services, "check_outcomes_store", store_failing_once)
+    outcomes = services.domains_check(domain_ids=[failing.pk, *(d.pk for d in others)])
+    for domain in others:
+        assert CheckState.objects.filter(domain=domain).count() == 10
+        assert domain.pk in outcomes
+    # The domain whose run could not be stored says so, as unknown, in every check.
+    states = CheckState.objects.filter(domain=failing)
+    assert states.count() == 10
+    assert {s.status for s in states} == {"error"}
+    assert all("could not store" in s.summary for s in states)
+
+
+def test_the_domain_quota_refuses_one_domain_more(org, owner, settings):
+    from django.core.exceptions import ValidationError
+
+    from dns_records.services import domain_create
+
+    settings.MAILSEC_DOMAINS_PER_ORGANISATION = 2
+    domain_create(organisation=org, name="one.example", actor=owner)
+    domain_create(organisation=org, name="two.example", actor=owner)
+    with pytest.raises(ValidationError) as refused:
+        domain_create(organisation=org, name="three.example", actor=owner)
+    assert "already has 2 domains" in refused.value.message_dict["name"][0]
+    assert Domain.objects.filter(organisation=org).count() == 2
+
+
+def test_the_domain_quota_is_per_organisation(org, other_org, owner, settings):
+    from dns_records.services import domain_create
+
+    settings.MAILSEC_DOMAINS_PER_ORGANISATION = 1
+    Domain.objects.create(organisation=other_org, name="theirs.example")
+    domain_create(organisation=org, name="ours.example", actor=owner)
+    assert Domain.objects.filter(organisation=org).count() == 1
+
+
+def test_check_now_is_rate_limited_per_organisation(org, other_org, owner, settings):
+    from dns_records.services import CheckRateLimited, domain_check_request
+    from mailsec.models import Membership, Role
+
+    settings.MAILSEC_CHECK_NOW_PER_MINUTE = 3
+    domains = [Domain.objects.create(organisation=org, name=f"d{n}.example") for n in range(4)]
+    for domain in domains[:3]:
+        domain_check_request(domain=domain, actor=owner)
+    with pytest.raises(CheckRateLimited) as limited:
+        domain_check_request(domain=domains[3], actor=owner)
+    assert "3 checks in the last minute" in str(limited.value)
+    assert limited.value.retry_after == 60
+    # Another organisation has its own allowance.
+    Membership.objects.create(organisation=other_org, user=owner, role=Role.OWNER)
+    theirs = Domain.objects.create(organisation=other_org, name="theirs.example")
+    domain_check_request(domain=theirs, actor=owner)
+
+
+def test_joining_a_pending_check_does_not_count_against_the_limit(org, owner, settings):
+    from dns_records.services import domain_check_request
+
+    settings.MAILSEC_CHECK_NOW_PER_MINUTE = 1
+    domain = Domain.objects.create(organisation=org, name="one.example")
+    first = domain_check_request(domain=domain, actor=owner)
+    for _ in range(5):
+        assert domain_check_request(domain=domain, actor=owner) == first
+
+
+def test_check_runs_older_than_a_minute_no_longer_count(org, owner, settings):
+    from dns_records.services import domain_check_request
+    from mailsec.models import TaskRun, TaskState
+
+    settings.MAILSEC_CHECK_NOW_PER_MINUTE = 1
+    first, second = (Domain.objects.create(organisation=org, name=f"{n}.example") for n in "ab")
+    run = domain_check_request(domain=first, actor=owner)
+    TaskRun.objects.filter(pk=run.pk).update(
+        created_at=timezone.now() - timedelta(seconds=61), state=TaskState.SUCCEEDED
+    )
+    domain_check_request(domain=second, actor=owner)
