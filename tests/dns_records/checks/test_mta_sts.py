@@ -61,3 +61,12 @@ def test_only_global_or_allowed_addresses_may_be_contacted(settings):
     assert address_allowed("127.0.0.15") is False
     settings.MAILSEC_PROBE_ALLOW_NETWORKS = [ipaddress.ip_network("10.0.0.0/8")]
     assert address_allowed("10.1.2.3") is True
+
+
+def test_the_fetch_guard_is_the_core_guard_with_the_setting(settings):
+    """Embedded and shorthand spellings of loopback are refused; the table is in
+    tests/mailsec/test_netguard.py."""
+    settings.MAILSEC_PROBE_ALLOW_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
+    assert address_allowed("127.0.0.15") is True
+    for spelling in ["::ffff:127.0.0.15", "64:ff9b::7f00:f", "2002:7f00:f::1", "127.15"]:
+        assert address_allowed(spelling) is False, spelling
