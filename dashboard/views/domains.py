@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
@@ -135,7 +136,19 @@ def domain_checks(request: HtmxRequest, pk: int) -> HttpResponse:
 @require_POST
 def domain_check(request: HtmxRequest, pk: int) -> HttpResponse:
     domain = _visible_domain(request, pk)
-    domain_services.domain_check_request(domain=domain, actor=request.user)
+    try:
+        domain_services.domain_check_request(domain=domain, actor=request.user)
+    except domain_services.CheckRateLimited as exc:
+        # Answered 200 so htmx swaps it in (it shows a 4xx only as a generic toast): the
+        # results as they are, with why no check was queued under the section's heading.
+        response = render(
+            request, "dashboard/partials/check_results.html", _checks_context(request, domain)
+        )
+        alert = format_html('<p class="error" role="alert">{}</p>', str(exc))
+        html = response.content.decode()
+        head_end = html.find("</div>") + len("</div>")
+        response.content = (html[:head_end] + alert + html[head_end:]).encode()
+        return response
     return render(
         request, "dashboard/partials/check_results.html", _checks_context(request, domain)
     )

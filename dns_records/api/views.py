@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -108,7 +108,11 @@ class DomainViewSet(
     @extend_schema(request=None, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])
     def check(self, request: Request, name: str) -> Response:
-        run = services.domain_check_request(domain=self.get_object(), actor=request.user)
+        try:
+            run = services.domain_check_request(domain=self.get_object(), actor=request.user)
+        except services.CheckRateLimited as exc:
+            # DRF's Throttled is a 429 with Retry-After; the error handler gives it the API's shape.
+            raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from None
         return Response(TaskAcceptedSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={200: CheckResultSerializer(many=True)})

@@ -182,3 +182,30 @@ def test_events_list_status_changes_newest_first(owner_api, outsider_api, domain
         ("", "ok", "a"),
     ]
     assert outsider_api.get(f"{URL}good.test/events/").status_code == 404
+
+
+def test_a_domain_over_the_quota_is_refused_with_400(owner_api, org, settings):
+    settings.MAILSEC_DOMAINS_PER_ORGANISATION = 1
+    assert owner_api.post(URL, {"name": "one.test"}, format="json").status_code == 201
+    response = owner_api.post(URL, {"name": "two.test"}, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert "already has 1 domains" in error["details"]["name"][0]
+
+
+def test_check_now_beyond_the_rate_limit_is_429_in_the_error_shape(owner_api, org, settings):
+    settings.MAILSEC_CHECK_NOW_PER_MINUTE = 2
+    for name in ("a.test", "b.test", "c.test"):
+        Domain.objects.create(organisation=org, name=name)
+    assert owner_api.post(f"{URL}a.test/check/").status_code == 202
+    assert owner_api.post(f"{URL}b.test/check/").status_code == 202
+    # Joining the check already queued is free.
+    assert owner_api.post(f"{URL}a.test/check/").status_code == 202
+    response = owner_api.post(f"{URL}c.test/check/")
+    assert response.status_code == 429
+    assert response["Retry-After"] == "60"
+    error = response.json()["error"]
+    assert error["code"] == "throttled"
+    assert "2 checks in the last minute" in error["message"]
+    assert error["details"] == {}
