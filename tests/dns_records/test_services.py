@@ -406,3 +406,15 @@ def test_check_runs_older_than_a_minute_no_longer_count(org, owner, settings):
         created_at=timezone.now() - timedelta(seconds=61), state=TaskState.SUCCEEDED
     )
     domain_check_request(domain=second, actor=owner)
+
+
+@pytest.mark.knot
+def test_the_check_now_result_holds_the_escaped_text_it_stored(knot, org):
+    """The task run keeps the run's outcomes as JSON too: no NUL may reach it either."""
+    from dns_records.services import domain_checks_run
+
+    domain = Domain.objects.create(organisation=org, name="controls.test")
+    result = domain_checks_run(domain_id=domain.pk)
+    spf = next(c for c in result["checks"] if c["name"] == "spf")
+    assert spf["details"]["record"] == "v=spf1 mx -all\\x00"
+    assert "\\u0000" not in json.dumps(result)
