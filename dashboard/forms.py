@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
+from django.contrib.auth.models import User
+from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 
 from dns_records.names import InvalidDomainName, normalise_domain
@@ -98,7 +100,7 @@ class TokenCreateForm(forms.Form):
 
 
 class MemberAddForm(forms.Form):
-    """A username (an account is created when there is none) and the role to give it."""
+    """A username and a role: a current member's new role, or an invitation for anyone else."""
 
     username = forms.CharField(
         max_length=150,
@@ -119,6 +121,47 @@ class MemberAddForm(forms.Form):
     def __init__(self, *args: Any, slug: str, **kwargs: Any) -> None:
         kwargs.setdefault("auto_id", f"member-{slug}-%s")
         super().__init__(*args, **kwargs)
+
+
+class InvitationSignUpForm(forms.Form):
+    """A new account made through an invitation's link: its name and password, twice."""
+
+    username = forms.CharField(
+        max_length=150,
+        validators=[UnicodeUsernameValidator()],
+        error_messages={
+            "required": "Enter a username of at most 150 characters.",
+            "max_length": "Enter a username of at most 150 characters.",
+        },
+        widget=forms.TextInput(attrs={"autocomplete": "username"}),
+    )
+    password1 = forms.CharField(
+        label="Password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    password2 = forms.CharField(
+        label="Password again",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "sign-up-%s")
+        super().__init__(*args, **kwargs)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        first, second = cleaned.get("password1"), cleaned.get("password2")
+        if first and second:
+            if first != second:
+                self.add_error("password2", "The two passwords differ.")
+            else:
+                try:
+                    validate_password(first, User(username=cleaned.get("username", "")))
+                except forms.ValidationError as exc:
+                    self.add_error("password1", exc)
+        return cleaned
 
 
 class DkimKeyForm(forms.Form):

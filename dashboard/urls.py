@@ -25,6 +25,19 @@ urlpatterns = [
     path("organisations/", members.organisation_list, name="organisation_list"),
     path("organisations/<slug:slug>/members/", members.member_add, name="member_add"),
     path("memberships/<int:pk>/remove/", members.member_remove, name="member_remove"),
+    path(
+        "invitations/<int:pk>/accept/",
+        members.invitation_answer,
+        {"answer": "accept"},
+        name="invitation_accept",
+    ),
+    path(
+        "invitations/<int:pk>/decline/",
+        members.invitation_answer,
+        {"answer": "decline"},
+        name="invitation_decline",
+    ),
+    path("invite/<str:code>/", members.invitation_link, name="invitation_link"),
     path("tokens/", tokens.token_list, name="token_list"),
     path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
 ]

@@ -60,6 +60,50 @@ class Membership(models.Model):
         return self.role in WRITE_ROLES
 
 
+class Invitation(models.Model):
+    """An owner's offer of a role in an organisation: it becomes a membership only when the
+    invited person accepts it (on their Organisations page, or through the link's code)."""
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="invitations"
+    )
+    username = models.CharField(max_length=150, help_text="The name the owner typed")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="invitations",
+        help_text="The account named, if any (it sees the invitation); else whoever accepts",
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    code_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the link's code")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    declined_at = models.DateTimeField(null=True, blank=True)
+    sign_up_refusals = models.PositiveSmallIntegerField(
+        default=0, help_text="Taken usernames tried through the link; a few end it"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # A user's pending invitations, shown on their Organisations page.
+            models.Index(
+                fields=["user", "expires_at"],
+                condition=models.Q(accepted_at__isnull=True, declined_at__isnull=True),
+                name="invitation_pending_user",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} invited as {self.role} of {self.organisation}"
+
+
 class TokenScope(models.TextChoices):
     READ = "read", "Read"
     WRITE = "write", "Read and write"

@@ -5,8 +5,18 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as UserModel
 from django.db.models import Prefetch, Q, QuerySet
+from django.utils import timezone
 
-from mailsec.models import WRITE_ROLES, ApiToken, AuditLog, Membership, Organisation, TaskRun
+from mailsec.models import (
+    WRITE_ROLES,
+    ApiToken,
+    AuditLog,
+    Invitation,
+    Membership,
+    Organisation,
+    TaskRun,
+)
+from mailsec.services.members import invitation_code_hash
 
 User = UserModel | AnonymousUser
 
@@ -86,3 +96,26 @@ def api_tokens_of(user: User) -> QuerySet[ApiToken]:
 def api_token_of(user: User, pk: int) -> ApiToken | None:
     """One of the user's own tokens; anyone else's is None."""
     return api_tokens_of(user).filter(pk=pk).first()
+
+
+def _invitations_pending() -> QuerySet[Invitation]:
+    return Invitation.objects.filter(
+        accepted_at=None, declined_at=None, expires_at__gt=timezone.now()
+    ).select_related("organisation", "invited_by")
+
+
+def invitations_pending_for(user: User) -> QuerySet[Invitation]:
+    """Invitations naming the user's account, not yet answered or expired, newest first."""
+    if not user.is_authenticated:
+        return Invitation.objects.none()
+    return _invitations_pending().filter(user=user)
+
+
+def invitation_pending_for(user: User, pk: int) -> Invitation | None:
+    """One of the user's pending invitations; anyone else's is None."""
+    return invitations_pending_for(user).filter(pk=pk).first()
+
+
+def invitation_by_code(code: str) -> Invitation | None:
+    """The pending invitation a link's code opens; a used, expired or unknown code is None."""
+    return _invitations_pending().filter(code_hash=invitation_code_hash(code)).first()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -205,19 +207,201 @@ def test_a_check_no_worker_took_stops_showing_as_running(owner, domain):
     assert "not checked" in row
 
 
-def test_owner_adds_a_new_member_who_gets_a_one_time_password(owner, org):
+def _invite(client, org, username, role="admin"):
+    return client.post(f"/organisations/{org.slug}/members/", {"username": username, "role": role},
+                       HTTP_HX_REQUEST="true")  # fmt: skip
+
+
+def _link(response) -> str:
+    return str(response.content.decode()).split('id="invitation-link">')[1].split("<")[0]
+
+
+def _answer_shape(response, username: str) -> str:
+    """The owner's answer with what must differ (the name typed, the link) taken out."""
+    body = str(response.content.decode()).replace(_link(response), "LINK")
+    return body.replace(username, "NAME")
+
+
+def test_inviting_an_existing_and_an_unknown_name_answers_alike(owner, org):
+    from django.contrib.auth.models import User
+
+    from mailsec.models import Invitation, Membership
+
+    User.objects.create_user(username="erin", password=PASSWORD)
+    client = login(owner)
+    existing = _invite(client, org, "erin")
+    unknown = _invite(client, org, "nobody")
+    assert existing.status_code == unknown.status_code == 200
+    assert _answer_shape(existing, "erin") == _answer_shape(unknown, "nobody")
+    assert "erin has been invited as admin" in existing.content.decode()
+    # Nothing happens to either name without its owner's consent.
+    assert not Membership.objects.filter(user__username="erin", organisation=org).exists()
+    assert not User.objects.filter(username="nobody").exists()
+    assert Invitation.objects.get(username="erin").user == User.objects.get(username="erin")
+    assert Invitation.objects.get(username="nobody").user is None
+
+
+def test_a_name_differing_only_in_case_is_invited_like_any_other(owner, org):
+    from django.contrib.auth.models import User
+
+    body = _invite(login(owner), org, "OLIVIA").content.decode()
+    assert "OLIVIA has been invited" in body
+    assert "only in case" not in body
+    assert not User.objects.filter(username="OLIVIA").exists()
+
+
+def test_the_invitation_link_is_stored_only_as_a_hash(owner, org):
+    from mailsec.models import Invitation
+
+    code = _link(_invite(login(owner), org, "nobody")).rstrip("/").rsplit("/", 1)[1]
+    stored = Invitation.objects.get()
+    assert code not in str(stored.__dict__)
+
+
+def test_an_invited_user_accepts_on_the_organisations_page(owner, org):
+    from django.contrib.auth.models import User
+
+    from mailsec.models import AuditLog, Invitation, Membership
+
+    erin = User.objects.create_user(username="erin", password=PASSWORD)
+    _invite(login(owner), org, "erin", role="admin")
+    client = login(erin)
+    page = client.get("/organisations/").content.decode()
+    assert "Invitations for you" in page
+    assert org.name in page
+    invitation = Invitation.objects.get()
+    response = client.post(f"/invitations/{invitation.pk}/accept/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert Membership.objects.get(user=erin, organisation=org).role == "admin"
+    assert AuditLog.objects.filter(action="invitation.accept", actor=erin).exists()
+    assert AuditLog.objects.filter(action="membership.set", actor=erin).exists()
+    # Answered once: it is gone from the page and cannot be answered again.
+    assert "Invitations for you" not in response.content.decode()
+    assert client.post(f"/invitations/{invitation.pk}/decline/").status_code == 404
+
+
+def test_an_invited_user_declines(owner, org):
+    from django.contrib.auth.models import User
+
+    from mailsec.models import AuditLog, Invitation, Membership
+
+    erin = User.objects.create_user(username="erin", password=PASSWORD)
+    _invite(login(owner), org, "erin")
+    invitation = Invitation.objects.get()
+    assert login(erin).post(f"/invitations/{invitation.pk}/decline/").status_code == 200
+    assert not Membership.objects.filter(user=erin).exists()
+    invitation.refresh_from_db()
+    assert invitation.declined_at is not None
+    assert AuditLog.objects.filter(action="invitation.decline", actor=erin).exists()
+
+
+def test_nobody_else_can_answer_a_users_invitation(owner, outsider, org):
+    from django.contrib.auth.models import User
+
+    from mailsec.models import Invitation, Membership
+
+    User.objects.create_user(username="erin", password=PASSWORD)
+    _invite(login(owner), org, "erin")
+    invitation = Invitation.objects.get()
+    assert login(outsider).post(f"/invitations/{invitation.pk}/accept/").status_code == 404
+    assert login(owner).post(f"/invitations/{invitation.pk}/accept/").status_code == 404
+    assert not Membership.objects.filter(user__username="erin").exists()
+
+
+def test_an_expired_invitation_is_neither_shown_nor_accepted(owner, org):
+    from datetime import timedelta
+
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+
+    from mailsec.models import Invitation
+
+    erin = User.objects.create_user(username="erin", password=PASSWORD)
+    link = _link(_invite(login(owner), org, "erin"))
+    Invitation.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    client = login(erin)
+    assert "Invitations for you" not in client.get("/organisations/").content.decode()
+    assert client.post(f"/invitations/{Invitation.objects.get().pk}/accept/").status_code == 404
+    assert client.get(link).status_code == 404
+
+
+def test_a_new_person_creates_an_account_through_the_link(owner, org):
     from django.contrib.auth.models import User
 
     from mailsec.models import AuditLog, Membership
 
-    response = login(owner).post(f"/organisations/{org.slug}/members/", {"username": "nina", "role": "admin"},
-                                 HTTP_HX_REQUEST="true")  # fmt: skip
-    body = response.content.decode()
-    assert "Account nina created" in body
-    password = body.split('id="new-user-password">')[1].split("<")[0]
-    assert User.objects.get(username="nina").check_password(password)
-    assert Membership.objects.get(user__username="nina", organisation=org).role == "admin"
-    assert AuditLog.objects.filter(action="user.create").exists()
+    link = _link(_invite(login(owner), org, "nina", role="viewer"))
+    anonymous = Client()
+    page = anonymous.get(link)
+    assert page.status_code == 200
+    assert 'value="nina"' in page.content.decode()
+    response = anonymous.post(link, {"username": "nina", "password1": "a much better passphrase 42",
+                                     "password2": "a much better passphrase 42"})  # fmt: skip
+    assert response.status_code == 302
+    nina = User.objects.get(username="nina")
+    assert nina.check_password("a much better passphrase 42")
+    assert Membership.objects.get(user=nina, organisation=org).role == "viewer"
+    assert anonymous.get("/organisations/").status_code == 200  # logged in
+    assert AuditLog.objects.filter(action="user.create", actor=nina).exists()
+    # One use only.
+    assert Client().get(link).status_code == 404
+
+
+def test_the_link_page_is_the_same_for_an_existing_and_an_unknown_name(owner, org):
+    from django.contrib.auth.models import User
+
+    User.objects.create_user(username="erin", password=PASSWORD)
+    client = login(owner)
+    pages = []
+    for name in ("erin", "nobody"):
+        link = _link(_invite(client, org, name))
+        body = Client().get(link).content.decode()
+        body = body.replace(link.split("/invite/")[1], "CODE").replace(name, "NAME")
+        pages.append(
+            re.sub(r'value="[A-Za-z0-9]{32,}"|"X-CSRFToken": "[^"]*"|nonce="[^"]*"', "", body)
+        )
+    assert pages[0] == pages[1]
+
+
+def test_a_logged_in_person_accepts_through_the_link_with_their_account(owner, org):
+    from django.contrib.auth.models import User
+
+    from mailsec.models import Membership
+
+    frank = User.objects.create_user(username="frank", password=PASSWORD)
+    link = _link(_invite(login(owner), org, "frank-at-work", role="admin"))
+    client = login(frank)
+    assert "Accept as frank" in client.get(link).content.decode()
+    assert client.post(link).status_code == 302
+    assert Membership.objects.get(user=frank, organisation=org).role == "admin"
+
+
+def test_a_taken_name_is_refused_and_a_few_refusals_end_the_link(owner, org):
+    from django.contrib.auth.models import User
+
+    from mailsec.services.members import SIGN_UP_REFUSALS_LIMIT
+
+    link = _link(_invite(login(owner), org, "nina"))
+    form = {"password1": "a much better passphrase 42", "password2": "a much better passphrase 42"}
+    for taken in ["olivia", "OLIVIA", "Olivia"][:SIGN_UP_REFUSALS_LIMIT]:
+        body = Client().post(link, {**form, "username": taken}).content.decode()
+        assert "taken" in body
+    assert Client().get(link).status_code == 404
+    assert Client().post(link, {**form, "username": "nina"}).status_code == 404
+    assert not User.objects.filter(username="nina").exists()
+
+
+def test_the_sign_up_form_checks_the_password(owner, org):
+    from django.contrib.auth.models import User
+
+    link = _link(_invite(login(owner), org, "nina"))
+    body = Client().post(link, {"username": "nina", "password1": "short", "password2": "short"})
+    assert 'class="error"' in body.content.decode()
+    assert not User.objects.filter(username="nina").exists()
+
+
+def test_an_unknown_link_is_a_404():
+    assert Client().get("/invite/not-a-code/").status_code == 404
 
 
 def test_owner_changes_a_role_and_removes_a_member(owner, viewer, org):
@@ -334,16 +518,6 @@ def test_member_usernames_are_validated(owner, org, bad):
     )
     assert 'class="error"' in body.content.decode()
     assert not User.objects.filter(username=bad).exists()
-
-
-def test_a_username_differing_only_in_case_is_refused(owner, org):
-    from django.contrib.auth.models import User
-
-    body = login(owner).post(
-        f"/organisations/{org.slug}/members/", {"username": "OLIVIA", "role": "viewer"}
-    )
-    assert "only in case" in body.content.decode()
-    assert not User.objects.filter(username="OLIVIA").exists()
 
 
 def test_organisations_page_query_count_does_not_grow_with_organisations(
