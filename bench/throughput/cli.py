@@ -20,7 +20,7 @@ from .run import BenchArgs, measure
 RESULTS = Path(__file__).resolve().parents[2] / "var" / "bench" / "check_throughput.json"
 
 
-def _parse_workers(text: str) -> list[int]:
+def parse_workers(text: str) -> list[int]:
     workers = [int(w) for w in text.split(",") if w.strip()]
     if not workers or min(workers) < 1:
         raise argparse.ArgumentTypeError("--workers takes positive integers, e.g. 16,32,64")
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3, help="timed runs of each side (3)")
     parser.add_argument(
         "--workers",
-        type=_parse_workers,
+        type=parse_workers,
         default=[1, 4, 16, 32, 64],
         help="mailsec pool sizes to try (1,4,16,32,64)",
     )

@@ -51,11 +51,13 @@ class FixtureDomain:
     variant: str
 
 
-def _txt(text: str) -> str:
+def txt_string(text: str) -> str:
+    """`text` as one zone-file character-string (at most 255 bytes), quoted and escaped."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _zone(origin: str, lines: Iterable[str]) -> str:
+def zone_text(origin: str, lines: Iterable[str]) -> str:
+    """A zone file for `origin`: $ORIGIN, $TTL, SOA and NS, then `lines`."""
     head = [f"$ORIGIN {origin}.", "$TTL 300", SOA, f"@ NS ns1.{DNS_HOST}.", f"@ NS ns2.{DNS_HOST}."]
     return "\n".join([*head, *lines]) + "\n"
 
@@ -90,7 +92,7 @@ def _domain_zone(name: str, variant: str, index: int, rng: random.Random) -> str
         "spf_too_many_lookups": [f"v=spf1 mx include:chain01.{SPF_PROVIDER} -all"],
     }.get(variant, [good_spf])
     other_txt = [f"site-verification={rng.getrandbits(64):016x}"] if rng.random() < 0.6 else []
-    lines += [f"@ TXT {_txt(text)}" for text in [*spf, *other_txt]]
+    lines += [f"@ TXT {txt_string(text)}" for text in [*spf, *other_txt]]
 
     external_rua = variant == "good_include" or rng.random() < 0.3
     rua = f"mailto:agg@reports.{DMARC_PROVIDER}" if external_rua else f"mailto:dmarc@{name}"
@@ -102,22 +104,22 @@ def _domain_zone(name: str, variant: str, index: int, rng: random.Random) -> str
         ),
     }.get(variant, f"v=DMARC1; p=reject; rua={rua}")
     if dmarc is not None:
-        lines.append(f"_dmarc TXT {_txt(dmarc)}")
-    return _zone(name, lines)
+        lines.append(f"_dmarc TXT {txt_string(dmarc)}")
+    return zone_text(name, lines)
 
 
 def _shared_zones(domains: Sequence[str]) -> dict[str, str]:
     """The zones every fixture domain leans on: the TLD, providers, reverse DNS."""
     v4 = [f"192.0.2.{n}" for n in range(1, 255)] + [f"198.51.100.{n}" for n in range(1, 255)]
     chain = [
-        f"chain{n:02d} TXT {_txt(f'v=spf1 include:chain{n + 1:02d}.{SPF_PROVIDER} -all')}"
+        f"chain{n:02d} TXT {txt_string(f'v=spf1 include:chain{n + 1:02d}.{SPF_PROVIDER} -all')}"
         for n in range(1, CHAIN_LENGTH)
     ]
-    chain.append(f"chain{CHAIN_LENGTH:02d} TXT {_txt('v=spf1 ip4:198.51.100.0/24 -all')}")
+    chain.append(f"chain{CHAIN_LENGTH:02d} TXT {txt_string('v=spf1 ip4:198.51.100.0/24 -all')}")
     ip6_reverse = "5.2.0.0.8.b.d.0.1.0.0.2.ip6.arpa"  # 2001:db8:25::/48
     delegated = [*domains, SPF_PROVIDER, MAIL_PROVIDER, DMARC_PROVIDER, DNS_HOST, HOSTING]
     return {
-        TLD: _zone(
+        TLD: zone_text(
             TLD,
             [
                 f"{d.removesuffix('.' + TLD)} NS ns{k}.{DNS_HOST}."
@@ -125,16 +127,16 @@ def _shared_zones(domains: Sequence[str]) -> dict[str, str]:
                 for k in (1, 2)
             ],
         ),
-        DNS_HOST: _zone(DNS_HOST, ["ns1 A 192.0.2.253", "ns2 A 198.51.100.253"]),
-        SPF_PROVIDER: _zone(
+        DNS_HOST: zone_text(DNS_HOST, ["ns1 A 192.0.2.253", "ns2 A 198.51.100.253"]),
+        SPF_PROVIDER: zone_text(
             SPF_PROVIDER,
             [
-                f"_spf TXT {_txt(f'v=spf1 ip4:198.51.100.0/25 include:_netblocks.{SPF_PROVIDER} -all')}",
-                f"_netblocks TXT {_txt('v=spf1 ip4:192.0.2.0/24 ip6:2001:db8:25::/48 -all')}",
+                f"_spf TXT {txt_string(f'v=spf1 ip4:198.51.100.0/25 include:_netblocks.{SPF_PROVIDER} -all')}",
+                f"_netblocks TXT {txt_string('v=spf1 ip4:192.0.2.0/24 ip6:2001:db8:25::/48 -all')}",
                 *chain,
             ],
         ),
-        MAIL_PROVIDER: _zone(
+        MAIL_PROVIDER: zone_text(
             MAIL_PROVIDER,
             [
                 "mx1 A 198.51.100.25",
@@ -143,23 +145,23 @@ def _shared_zones(domains: Sequence[str]) -> dict[str, str]:
                 "mx2 AAAA 2001:db8:25::2",
             ],
         ),
-        DMARC_PROVIDER: _zone(
+        DMARC_PROVIDER: zone_text(
             DMARC_PROVIDER,
             [
                 f"reports MX 10 mx1.{MAIL_PROVIDER}.",
-                f"*._report._dmarc.reports TXT {_txt('v=DMARC1')}",
+                f"*._report._dmarc.reports TXT {txt_string('v=DMARC1')}",
             ],
         ),
-        HOSTING: _zone(HOSTING, [f"{_host_name(a).split('.')[0]} A {a}" for a in v4]),
-        "2.0.192.in-addr.arpa": _zone(
+        HOSTING: zone_text(HOSTING, [f"{_host_name(a).split('.')[0]} A {a}" for a in v4]),
+        "2.0.192.in-addr.arpa": zone_text(
             "2.0.192.in-addr.arpa",
             [f"{n} PTR {_host_name(f'192.0.2.{n}')}." for n in range(1, 255)],
         ),
-        "100.51.198.in-addr.arpa": _zone(
+        "100.51.198.in-addr.arpa": zone_text(
             "100.51.198.in-addr.arpa",
             [f"{n} PTR {_host_name(f'198.51.100.{n}')}." for n in range(1, 255)],
         ),
-        ip6_reverse: _zone(
+        ip6_reverse: zone_text(
             ip6_reverse,
             [
                 f"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0 PTR mx1.{MAIL_PROVIDER}.",
@@ -199,23 +201,33 @@ class ServedKnot:
 
 
 @contextmanager
-def serve_fixtures(count: int, seed: int) -> Iterator[tuple[list[FixtureDomain], ServedKnot]]:
-    """Write `count` fixture domains to a temporary directory and serve them until the end."""
+def serve_zones(
+    directory: Path, source: Path, zone_files: dict[str, str | None] | None = None
+) -> Iterator[ServedKnot]:
+    """Serve the zone files in `source` on KNOT_ADDRESS from a knotd run in `directory`.
+
+    `zone_files` is KnotServer's: each zone's file, None for a zone that stays unloaded (SERVFAIL).
+    """
     from tests.servers import KnotServer
 
+    knot_dir = directory / "knot"
+    knot_dir.mkdir()
+    knot = KnotServer(knot_dir, address=KNOT_ADDRESS, source=source, zone_files=zone_files)
+    started = time.perf_counter()
+    try:
+        knot.start()
+        knot_start = time.perf_counter() - started
+        print(f"knotd serving {len(knot.zones)} zones on {knot.nameserver} ({knot_start:.1f} s)")
+        assert knot.process is not None
+        yield ServedKnot(knot.port, knot.process.pid, knot_start)
+    finally:
+        knot.stop()
+
+
+@contextmanager
+def serve_fixtures(count: int, seed: int) -> Iterator[tuple[list[FixtureDomain], ServedKnot]]:
+    """Write `count` fixture domains to a temporary directory and serve them until the end."""
     with tempfile.TemporaryDirectory(prefix="mailsec-bench-") as tmp:
         fixtures = write_fixtures(Path(tmp) / "fixtures", count, seed)
-        knot_dir = Path(tmp) / "knot"
-        knot_dir.mkdir()
-        knot = KnotServer(knot_dir, address=KNOT_ADDRESS, source=Path(tmp) / "fixtures")
-        started = time.perf_counter()
-        try:
-            knot.start()
-            knot_start = time.perf_counter() - started
-            print(
-                f"knotd serving {len(knot.zones)} zones on {knot.nameserver} ({knot_start:.1f} s)"
-            )
-            assert knot.process is not None
-            yield fixtures, ServedKnot(knot.port, knot.process.pid, knot_start)
-        finally:
-            knot.stop()
+        with serve_zones(Path(tmp), Path(tmp) / "fixtures") as knot:
+            yield fixtures, knot

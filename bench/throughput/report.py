@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -14,12 +13,8 @@ from .fixtures import VARIANTS
 from .mailsec_side import ONLY
 from .network import NetworkGuard
 from .run import Measurements
-from .timing import Timings
+from .timing import Timings, time_ratios, timings_summary
 from .verdicts import checkdmarc_verdict, compare, compare_mailsec, mailsec_verdict
-
-
-def _rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds > 0 else float("inf")
 
 
 def build_report(measured: Measurements, guard: NetworkGuard) -> dict[str, Any]:
@@ -51,29 +46,12 @@ def build_report(measured: Measurements, guard: NetworkGuard) -> dict[str, Any]:
     )
 
     def side(times: Timings) -> dict[str, Any]:
-        return {
-            "runs_seconds": [round(t, 3) for t in times.runs],
-            "best_seconds": round(times.best, 3),
-            "median_seconds": round(times.median, 3),
-            "best_domains_per_second": round(_rate(count, times.best), 1),
-            "median_domains_per_second": round(_rate(count, times.median), 1),
-            "dns_queries_per_domain": round(statistics.median(times.messages) / count, 1),
-            "median_cpu_seconds": round(statistics.median(times.cpu), 2),
-            "median_knotd_cpu_seconds": (
-                round(statistics.median(times.knot_cpu), 2) if times.knot_cpu else None
-            ),
-        }
+        return timings_summary(times, count)
 
     startups = [run.startup_seconds for _results, run in measured.node_runs]
     node_bare = Timings(
         runs=[t - s for t, s in zip(measured.node_times.runs, startups, strict=True)]
     )
-
-    def ratios(theirs: Timings, mine: Timings) -> dict[str, float]:
-        return {
-            "best": round(theirs.best / mine.best, 2),
-            "median": round(theirs.median / mine.median, 2),
-        }
 
     by_variant: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
     for fixture in fixtures:
@@ -139,12 +117,16 @@ def build_report(measured: Measurements, guard: NetworkGuard) -> dict[str, Any]:
         "checkdmarc_spf_dmarc_mx": side(measured.functions_times),
         "checkdmarc_check_domains_nameservers_only": side(measured.plain_times),
         # checkdmarc's time over mailsec's, single process (mailsec's fastest pool size).
-        "ratio_vs_check_domains": ratios(measured.domains_times, ours),
-        "ratio_vs_spf_dmarc_mx": ratios(measured.functions_times, ours),
+        "ratio_vs_check_domains": time_ratios(measured.domains_times, ours),
+        "ratio_vs_spf_dmarc_mx": time_ratios(measured.functions_times, ours),
         # checkdmarc's time (still one process) over the worker node's, start-up included.
-        "ratio_worker_node_vs_check_domains": ratios(measured.domains_times, measured.node_times),
-        "ratio_worker_node_vs_spf_dmarc_mx": ratios(measured.functions_times, measured.node_times),
-        "ratio_worker_node_without_startup_vs_check_domains": ratios(
+        "ratio_worker_node_vs_check_domains": time_ratios(
+            measured.domains_times, measured.node_times
+        ),
+        "ratio_worker_node_vs_spf_dmarc_mx": time_ratios(
+            measured.functions_times, measured.node_times
+        ),
+        "ratio_worker_node_without_startup_vs_check_domains": time_ratios(
             measured.domains_times, node_bare
         ),
         "worker_node_vs_single_process": {

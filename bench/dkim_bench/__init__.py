@@ -1,0 +1,1 @@
+"""mailsec's DKIM key generation, and its `dkim` check against dkimpy's key-record lookup."""
