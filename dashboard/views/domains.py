@@ -8,7 +8,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
-from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
@@ -141,14 +140,8 @@ def domain_check(request: HtmxRequest, pk: int) -> HttpResponse:
     except domain_services.CheckRateLimited as exc:
         # Answered 200 so htmx swaps it in (it shows a 4xx only as a generic toast): the
         # results as they are, with why no check was queued under the section's heading.
-        response = render(
-            request, "dashboard/partials/check_results.html", _checks_context(request, domain)
-        )
-        alert = format_html('<p class="error" role="alert">{}</p>', str(exc))
-        html = response.content.decode()
-        head_end = html.find("</div>") + len("</div>")
-        response.content = (html[:head_end] + alert + html[head_end:]).encode()
-        return response
+        context = {**_checks_context(request, domain), "check_error": str(exc)}
+        return render(request, "dashboard/partials/check_results.html", context)
     return render(
         request, "dashboard/partials/check_results.html", _checks_context(request, domain)
     )
