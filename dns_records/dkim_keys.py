@@ -35,6 +35,7 @@ from dns_records.models import (
 )
 from dns_records.opendkim import RenderedFile, SigningKey, render_opendkim
 from dns_records.resolver import Resolver, TsigKey, send_update
+from dns_records.results import visible_text
 from dns_records.web import address_allowed
 from dns_records.zonefile import quote_txt
 from mailsec import secrets
@@ -429,7 +430,8 @@ def dkim_key_verify_signing(*, key_id: int, resolver: Resolver | None = None) ->
     DkimKey.objects.filter(pk=key.pk).update(
         signing_checked_at=timezone.now(),
         signing_verified=verified,
-        signing_error=proof.error[:500],
+        # The error may quote DNS text a stranger wrote: stored with its controls made visible.
+        signing_error=visible_text(proof.error)[:500],
     )
     return verified
 
