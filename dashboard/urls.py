@@ -37,6 +37,11 @@ urlpatterns = [
         {"answer": "decline"},
         name="invitation_decline",
     ),
+    path(
+        "invitations/<int:pk>/withdraw/",
+        members.invitation_withdraw_view,
+        name="invitation_withdraw",
+    ),
     path("invite/<str:code>/", members.invitation_link, name="invitation_link"),
     path("tokens/", tokens.token_list, name="token_list"),
     path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token_revoke"),

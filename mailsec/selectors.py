@@ -14,6 +14,7 @@ from mailsec.models import (
     Invitation,
     Membership,
     Organisation,
+    Role,
     TaskRun,
 )
 from mailsec.services.members import invitation_code_hash
@@ -119,3 +120,23 @@ def invitation_pending_for(user: User, pk: int) -> Invitation | None:
 def invitation_by_code(code: str) -> Invitation | None:
     """The pending invitation a link's code opens; a used, expired or unknown code is None."""
     return _invitations_pending().filter(code_hash=invitation_code_hash(code)).first()
+
+
+def invitations_open_by_organisation(user: User) -> dict[int, list[Invitation]]:
+    """Pending invitations of the organisations the user owns, by organisation id, newest
+    first: what an owner may withdraw. One query."""
+    if not user.is_authenticated:
+        return {}
+    owned = Membership.objects.filter(user=user, role=Role.OWNER).values("organisation")
+    result: dict[int, list[Invitation]] = {}
+    for invitation in _invitations_pending().filter(organisation__in=owned):
+        result.setdefault(invitation.organisation_id, []).append(invitation)
+    return result
+
+
+def invitation_open_owned(user: User, pk: int) -> Invitation | None:
+    """A pending invitation of an organisation the user is a member of (the service decides
+    whether they may withdraw it); anyone else's is None."""
+    return (
+        _invitations_pending().filter(organisation__in=organisations_visible(user), pk=pk).first()
+    )

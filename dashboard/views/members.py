@@ -20,13 +20,20 @@ from dashboard.http import HtmxRequest
 from mailsec.models import Role
 from mailsec.selectors import (
     invitation_by_code,
+    invitation_open_owned,
     invitation_pending_for,
+    invitations_open_by_organisation,
     invitations_pending_for,
     membership_visible,
     memberships_with_members,
     organisation_visible,
 )
-from mailsec.services.members import MemberInvite, invitation_accept, invitation_decline
+from mailsec.services.members import (
+    MemberInvite,
+    invitation_accept,
+    invitation_decline,
+    invitation_withdraw,
+)
 from mailsec.services.members import invitation_sign_up as services_invitation_sign_up
 from mailsec.services.members import member_invite as services_member_invite
 from mailsec.services.members import member_remove as services_member_remove
@@ -45,6 +52,7 @@ def _organisations_context(
     typed, with its errors, or shows why a change failed (`errors`); `done` is an owner's change
     just made (an invitation's link is shown this once)."""
     organisations = []
+    open_invitations = invitations_open_by_organisation(request.user)
     for own in memberships_with_members(request.user):
         failed = own.organisation.slug == slug
         add_form = (
@@ -56,6 +64,7 @@ def _organisations_context(
                 "organisation": own.organisation,
                 "members": own.organisation.memberships.all(),
                 "form": add_form,
+                "open_invitations": open_invitations.get(own.organisation.pk, []),
                 "errors": errors if failed else (),
             }
         )
@@ -130,6 +139,16 @@ def invitation_answer(request: HtmxRequest, pk: int, answer: str) -> HttpRespons
     except ValidationError as exc:
         slug = invitation.organisation.slug
         return _panel(request, _organisations_context(request, slug=slug, errors=exc.messages))
+    return _panel(request, _organisations_context(request))
+
+
+@require_POST
+def invitation_withdraw_view(request: HtmxRequest, pk: int) -> HttpResponse:
+    """An owner takes back an open invitation of their organisation."""
+    invitation = invitation_open_owned(request.user, pk)
+    if invitation is None:
+        raise Http404
+    invitation_withdraw(invitation=invitation, actor=request.user)
     return _panel(request, _organisations_context(request))
 
 

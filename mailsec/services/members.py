@@ -274,6 +274,22 @@ def invitation_decline(*, invitation: Invitation, user: User) -> None:
     )
 
 
+@transaction.atomic
+def invitation_withdraw(*, invitation: Invitation, actor: Actor) -> None:
+    """An owner takes back an invitation not yet answered: its link stops working."""
+    _require_owner(actor, invitation.organisation)
+    invitation = _pending(invitation)
+    invitation.expires_at = timezone.now()
+    invitation.save(update_fields=["expires_at"])
+    audit_record(
+        actor=actor,
+        action="invitation.withdraw",
+        obj=invitation,
+        organisation=invitation.organisation,
+        before={"username": invitation.username, "role": invitation.role},
+    )
+
+
 # Taken usernames a link may try before it stops working: a sign-up form must say a name is
 # taken, so each link answers that for a few names only (each link is an audited invitation).
 SIGN_UP_REFUSALS_LIMIT = 3

@@ -217,9 +217,12 @@ def _link(response) -> str:
 
 
 def _answer_shape(response, username: str) -> str:
-    """The owner's answer with what must differ (the name typed, the link) taken out."""
+    """The owner's answer (the notice) with what must differ (the name typed, the link) taken
+    out; the rest of the panel lists every open invitation, each name alike."""
     body = str(response.content.decode()).replace(_link(response), "LINK")
-    return body.replace(username, "NAME")
+    notice = re.search(r'<div class="card notice" role="status">.*?</div>', body, re.S)
+    assert notice is not None
+    return notice.group(0).replace(username, "NAME")
 
 
 def test_inviting_an_existing_and_an_unknown_name_answers_alike(owner, org):
@@ -233,6 +236,9 @@ def test_inviting_an_existing_and_an_unknown_name_answers_alike(owner, org):
     unknown = _invite(client, org, "nobody")
     assert existing.status_code == unknown.status_code == 200
     assert _answer_shape(existing, "erin") == _answer_shape(unknown, "nobody")
+    assert existing.headers.keys() == unknown.headers.keys()
+    rows = re.findall(r"<tr><td>(\w+)</td><td>admin</td>", unknown.content.decode())
+    assert rows == ["nobody", "erin"]  # both listed as open invitations, alike
     assert "erin has been invited as admin" in existing.content.decode()
     # Nothing happens to either name without its owner's consent.
     assert not Membership.objects.filter(user__username="erin", organisation=org).exists()
@@ -398,6 +404,33 @@ def test_the_sign_up_form_checks_the_password(owner, org):
     body = Client().post(link, {"username": "nina", "password1": "short", "password2": "short"})
     assert 'class="error"' in body.content.decode()
     assert not User.objects.filter(username="nina").exists()
+
+
+def test_an_owner_sees_and_withdraws_an_open_invitation(owner, viewer, org):
+    from mailsec.models import AuditLog, Invitation
+
+    client = login(owner)
+    link = _link(_invite(client, org, "nobody"))
+    page = client.get("/organisations/").content.decode()
+    assert f'id="open-invitations-{org.slug}"' in page
+    assert (
+        f'id="open-invitations-{org.slug}"'
+        not in login(viewer).get("/organisations/").content.decode()
+    )
+    invitation = Invitation.objects.get()
+    assert login(viewer).post(f"/invitations/{invitation.pk}/withdraw/").status_code == 403
+    assert client.post(f"/invitations/{invitation.pk}/withdraw/").status_code == 200
+    assert Client().get(link).status_code == 404
+    assert AuditLog.objects.filter(action="invitation.withdraw", actor=owner).exists()
+    assert client.post(f"/invitations/{invitation.pk}/withdraw/").status_code == 404
+
+
+def test_another_organisations_invitation_cannot_be_withdrawn(owner, outsider, org):
+    from mailsec.models import Invitation
+
+    _invite(login(owner), org, "nobody")
+    invitation = Invitation.objects.get()
+    assert login(outsider).post(f"/invitations/{invitation.pk}/withdraw/").status_code == 404
 
 
 def test_an_unknown_link_is_a_404():
