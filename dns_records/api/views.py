@@ -218,6 +218,7 @@ class DkimKeyViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet[DkimKey]
 
     serializer_class = DkimKeySerializer
     queryset = DkimKey.objects.none()  # objects come through get_object's selector only
+    lookup_value_regex = r"[0-9]{1,18}"  # anything else is a 404 from the router
 
     def get_object(self) -> DkimKey:
         key = selectors.dkim_key_visible(self.request.user, int(self.kwargs["pk"]))
@@ -246,6 +247,7 @@ class DkimSelectorViewSet(mixins.DestroyModelMixin, viewsets.GenericViewSet[Dkim
 
     serializer_class = DkimSelectorSerializer
     queryset = DkimSelector.objects.none()  # objects come through get_object's selector only
+    lookup_value_regex = r"[0-9]{1,18}"  # anything else is a 404 from the router
 
     def get_object(self) -> DkimSelector:
         watched = selectors.dkim_selector_visible(self.request.user, int(self.kwargs["pk"]))
