@@ -741,3 +741,9 @@ def test_a_member_with_an_unknown_role_is_refused_and_the_form_keeps_the_name(ow
     assert "Choose a role." in body
     assert 'value="nina"' in body
     assert not User.objects.filter(username="nina").exists()
+
+
+def test_an_id_too_large_for_the_database_is_a_404(owner):
+    client = login(owner)
+    assert client.get("/domains/99999999999999999999999/").status_code == 404
+    assert client.post("/dkim-keys/99999999999999999999999/retire/").status_code == 404
