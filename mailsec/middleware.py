@@ -75,8 +75,9 @@ class RequestGuardMiddleware:
     field's value (form or JSON) any control other than tab and line breaks, or a lone
     surrogate; JSON nested deeper than MAX_JSON_DEPTH (Python's parser would raise
     RecursionError); too many fields; a body over DATA_UPLOAD_MAX_MEMORY_SIZE (413), which
-    DRF's parsers would otherwise read whole without the check Django makes for forms; and,
-    under /api/, a path missing its final slash, which would be redirected without its body.
+    DRF's parsers would otherwise read whole without the check Django makes for forms; and a
+    path missing its final slash, under /api/ or with a body, which would be redirected
+    without its body.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
@@ -108,7 +109,11 @@ def request_refusal(request: HttpRequest, *, api: bool) -> Refusal | None:
                 "A query parameter holds a control character.",
                 {"parameter": CONTROL.sub("?", name)},
             )
-    if api and not request.path_info.endswith("/"):
+    # CommonMiddleware would redirect to the path with its slash, and the client would follow
+    # without the body (or, with DEBUG, fail with a 500): refused instead, for any API request
+    # and for a page's form post. A page's GET keeps its redirect.
+    unsafe = request.method not in ("GET", "HEAD", "OPTIONS", "TRACE")
+    if (api or unsafe) and not request.path_info.endswith("/"):
         urlconf = getattr(request, "urlconf", None)
         if not is_valid_path(request.path_info, urlconf) and is_valid_path(
             f"{request.path_info}/", urlconf
@@ -116,7 +121,7 @@ def request_refusal(request: HttpRequest, *, api: bool) -> Refusal | None:
             return Refusal(
                 404,
                 "not_found",
-                "Not found: API paths end with a slash.",
+                "Not found: the path must end with a slash.",
                 {"path": f"{request.path}/"},
             )
     return body_refusal(request)

@@ -210,6 +210,12 @@ def test_a_domain_path_without_its_slash_is_a_404(owner_api: APIClient, domain: 
     assert Domain.objects.filter(pk=domain.pk).exists()
 
 
+def test_a_ui_form_post_without_its_slash_is_a_404_not_a_redirect(ui: Client) -> None:
+    response = ui.post("/domains/add", {"name": "new.test"})
+    assert response.status_code == 404
+    assert not Domain.objects.exists()
+
+
 def test_the_ui_still_appends_the_slash(ui: Client) -> None:
     response = ui.get("/domains")
     assert response.status_code == 301
