@@ -123,20 +123,19 @@ def test_api_path_segments(owner_api: APIClient, domain: Domain, segment: str, a
     encoded = encode(segment)
     assert_api_answer(owner_api.get(f"/api/v1/domains/{encoded}/{action}"))
     assert_api_answer(owner_api.get(f"/api/v1/tasks/{encoded}/"))
-    if segment.isdigit():  # see test_a_dkim_id_that_is_not_a_number_is_a_404
-        assert_api_answer(owner_api.get(f"/api/v1/dkim-keys/{encoded}/"))
-        assert_api_answer(owner_api.delete(f"/api/v1/dkim-selectors/{encoded}/"))
+    assert_api_answer(owner_api.get(f"/api/v1/dkim-keys/{encoded}/"))
+    assert_api_answer(owner_api.delete(f"/api/v1/dkim-selectors/{encoded}/"))
     assert_api_answer(owner_api.get(f"/api/v1/{encoded}"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dns_records/api/views.py calls int() on the key's and selector's pk: a 500 until "
-    "their viewsets set lookup_value_regex = '[0-9]+' (not this change's file)",
-    raises=ValueError,
-)
 @pytest.mark.parametrize(
-    ("method", "path"), [("get", "/api/v1/dkim-keys/x/"), ("delete", "/api/v1/dkim-selectors/x/")]
+    ("method", "path"),
+    [
+        ("get", "/api/v1/dkim-keys/x/"),
+        ("delete", "/api/v1/dkim-selectors/x/"),
+        ("get", "/api/v1/dkim-keys/99999999999999999999999/"),
+        ("delete", "/api/v1/dkim-selectors/99999999999999999999999/"),
+    ],
 )
 def test_a_dkim_id_that_is_not_a_number_is_a_404(
     owner_api: APIClient, method: str, path: str
