@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP  # type: ignore[import-not-found,unused-ignore]
 
 from mailsec.env import (
@@ -70,6 +71,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: what follows reads the scheme and client address it vouches for.
+    "mailsec.client_ip.ForwardedHeadersMiddleware",
+    # Next: it refuses malformed input before anything reads it, and reshapes every error
+    # answered under /api/ by any layer below it into the API's JSON error shape.
+    "mailsec.middleware.RequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -132,10 +138,16 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
 
-# Login throttling: five failures from one client address lock it out for fifteen minutes.
+# Login throttling (see mailsec.auth.LoginThrottleHandler): five failures for one username from
+# one client address lock that pair out for fifteen minutes, and fifteen for one username from
+# any addresses lock the username. A success clears only the succeeding user's failures.
 AXES_FAILURE_LIMIT = env_int("MAILSEC_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+MAILSEC_LOGIN_USERNAME_FAILURE_LIMIT = env_int(
+    "MAILSEC_LOGIN_USERNAME_FAILURE_LIMIT", 3 * AXES_FAILURE_LIMIT, minimum=1
+)
 AXES_COOLOFF_TIME = timedelta(minutes=15)
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username"]
+AXES_HANDLER = "mailsec.auth.LoginThrottleHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
@@ -186,10 +198,17 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = False
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-# Behind the TLS proxy every request comes from its address: login throttling then uses the
-# client address the proxy appends to X-Forwarded-For (see mailsec.client_ip).
-MAILSEC_TRUST_FORWARDED_FOR = env_bool("MAILSEC_SECURE_PROXY_SSL_HEADER", False)
-if MAILSEC_TRUST_FORWARDED_FOR:
+# Behind the TLS proxy every request comes from its address. X-Forwarded-For (the client's
+# address, for login throttling) and X-Forwarded-Proto (https) are believed only from these
+# proxies; mailsec.client_ip removes them from anyone else.
+MAILSEC_TRUSTED_PROXIES = env_networks("MAILSEC_TRUSTED_PROXIES")
+if env_bool("MAILSEC_SECURE_PROXY_SSL_HEADER", False):
+    raise ImproperlyConfigured(
+        "MAILSEC_SECURE_PROXY_SSL_HEADER is replaced by MAILSEC_TRUSTED_PROXIES: set it to the "
+        "proxy's address or network (forwarded headers are believed from there only) and remove "
+        "MAILSEC_SECURE_PROXY_SSL_HEADER"
+    )
+if MAILSEC_TRUSTED_PROXIES:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 AXES_CLIENT_IP_CALLABLE = "mailsec.client_ip.client_ip"
 SILENCED_SYSTEM_CHECKS = ["security.W021"]  # HSTS preload is the operator's decision.
@@ -280,6 +299,16 @@ LOGGING = {
 MAILSEC_CHECK_INTERVAL_MINUTES = env_int("MAILSEC_CHECK_INTERVAL_MINUTES", 360, minimum=5)
 MAILSEC_CHECK_CONCURRENCY = env_int("MAILSEC_CHECK_CONCURRENCY", 32, minimum=1, maximum=512)
 MAILSEC_CHECK_HISTORY_DAYS = env_int("MAILSEC_CHECK_HISTORY_DAYS", 90, minimum=1)
+# One domain's checks get this long in all; lookups after it answer "out of time" at once, so a
+# zone that never answers holds a worker this long at most, not the batch's whole time limit. At
+# most 110: a "check now" task is stopped at 120 seconds.
+MAILSEC_CHECK_DOMAIN_BUDGET_SECONDS = env_int(
+    "MAILSEC_CHECK_DOMAIN_BUDGET_SECONDS", 60, minimum=1, maximum=110
+)
+# Abuse limits per organisation: domains it may hold, and "check now" requests a minute (a
+# request that joins a check already queued is free).
+MAILSEC_DOMAINS_PER_ORGANISATION = env_int("MAILSEC_DOMAINS_PER_ORGANISATION", 5000, minimum=1)
+MAILSEC_CHECK_NOW_PER_MINUTE = env_int("MAILSEC_CHECK_NOW_PER_MINUTE", 30, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "queue-due-domain-checks": {"task": "dns_records.tasks.queue_due_checks", "schedule": 60.0},
     "prune-check-history": {"task": "dns_records.tasks.prune_check_history", "schedule": 86400.0},
