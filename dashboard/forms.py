@@ -20,6 +20,16 @@ from mailsec.models import Organisation, Role, TokenScope
 NOT_WRITABLE = "You cannot add domains to that organisation."
 
 
+class IdPrefixForm(forms.Form):
+    """A form whose field ids start with `id_prefix`: several forms share a page, never an id."""
+
+    id_prefix = "form-"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", f"{self.id_prefix}%s")
+        super().__init__(*args, **kwargs)
+
+
 class DomainAddForm(forms.Form):
     """A domain name and one of the organisations the user may change (the first by default:
     the page shows no organisation menu when there is only one)."""
@@ -64,8 +74,10 @@ class DomainAddForm(forms.Form):
 EXPIRY_DAYS: dict[str, int | None] = {"30": 30, "90": 90, "365": 365, "never": None}
 
 
-class TokenCreateForm(forms.Form):
+class TokenCreateForm(IdPrefixForm):
     """A new API token: what it is for, read or write, and when it expires."""
+
+    id_prefix = "token-"
 
     name = forms.CharField(
         max_length=100,
@@ -89,10 +101,6 @@ class TokenCreateForm(forms.Form):
         error_messages={"required": "Choose an expiry.", "invalid_choice": "Choose an expiry."},
         widget=forms.Select(attrs={"aria-label": "Expires"}),
     )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("auto_id", "token-%s")
-        super().__init__(*args, **kwargs)
 
     def expires_at(self, now: datetime) -> datetime | None:
         days = EXPIRY_DAYS[self.cleaned_data["expires"]]
@@ -164,8 +172,10 @@ class InvitationSignUpForm(forms.Form):
         return cleaned
 
 
-class DkimKeyForm(forms.Form):
+class DkimKeyForm(IdPrefixForm):
     """A new DKIM key: its algorithm, and a selector when the admin wants to choose one."""
+
+    id_prefix = "dkim-"
 
     algorithm = forms.ChoiceField(
         choices=[("rsa", "RSA 2048"), ("ed25519", "Ed25519")],
@@ -180,13 +190,11 @@ class DkimKeyForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "generated", "autocomplete": "off"}),
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("auto_id", "dkim-%s")
-        super().__init__(*args, **kwargs)
 
-
-class DkimSelectorForm(forms.Form):
+class DkimSelectorForm(IdPrefixForm):
     """A selector another sender uses for the domain, and who that is."""
+
+    id_prefix = "dkim-selector-"
 
     selector = forms.CharField(
         max_length=63,
@@ -199,13 +207,11 @@ class DkimSelectorForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "Google Workspace"}),
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("auto_id", "dkim-selector-%s")
-        super().__init__(*args, **kwargs)
 
-
-class DkimRotationForm(forms.Form):
+class DkimRotationForm(IdPrefixForm):
     """How often mailsec rotates the domain's active keys by itself; empty means by hand."""
+
+    id_prefix = "dkim-rotation-"
 
     rotation_days = forms.IntegerField(
         required=False,
@@ -214,13 +220,11 @@ class DkimRotationForm(forms.Form):
         widget=forms.NumberInput(attrs={"placeholder": "by hand"}),
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("auto_id", "dkim-rotation-%s")
-        super().__init__(*args, **kwargs)
 
-
-class DnsUpdateForm(forms.Form):
+class DnsUpdateForm(IdPrefixForm):
     """The RFC 2136 server mailsec publishes DKIM records through, with its TSIG key."""
+
+    id_prefix = "dns-update-"
 
     server = forms.CharField(
         max_length=60, widget=forms.TextInput(attrs={"placeholder": "192.0.2.53 or 192.0.2.53:53"})
@@ -235,10 +239,6 @@ class DnsUpdateForm(forms.Form):
     tsig_secret = forms.CharField(
         label="TSIG secret (base64)", widget=forms.PasswordInput(attrs={"autocomplete": "off"})
     )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("auto_id", "dns-update-%s")
-        super().__init__(*args, **kwargs)
 
     def clean_tsig_secret(self) -> bytes:
         text: str = self.cleaned_data["tsig_secret"]
