@@ -87,6 +87,16 @@ def outsider_api(outsider: Any) -> APIClient:
     return token_client(outsider)
 
 
+def generated_dkim_key(domain: Any, actor: Any, **kwargs: Any) -> Any:
+    """A DKIM key created as the API does and generated as the worker does, in this process."""
+    from dns_records import dkim_keys
+
+    key, _run = dkim_keys.dkim_key_create(domain=domain, actor=actor, **kwargs)
+    dkim_keys.dkim_key_generate(key_id=key.pk)
+    key.refresh_from_db()
+    return key
+
+
 # --- real servers -------------------------------------------------------------------------
 
 

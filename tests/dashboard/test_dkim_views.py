@@ -9,8 +9,8 @@ import html
 import pytest
 from django.test import Client
 
-from dns_records import dkim_keys
 from dns_records.models import DkimKey, DkimKeyState, DkimSelector, Domain
+from tests.conftest import generated_dkim_key
 
 pytestmark = pytest.mark.django_db
 
@@ -28,15 +28,8 @@ def domain(org):
     return Domain.objects.create(organisation=org, name="dkim.test")
 
 
-def _generated(domain, owner, **kwargs):
-    key, _run = dkim_keys.dkim_key_create(domain=domain, actor=owner, **kwargs)
-    dkim_keys.dkim_key_generate(key_id=key.pk)
-    key.refresh_from_db()
-    return key
-
-
 def test_the_domain_page_shows_each_key_with_its_record_to_copy(owner, domain):
-    key = _generated(domain, owner, selector="s1")
+    key = generated_dkim_key(domain, owner, selector="s1")
     page = login(owner).get(f"/domains/{domain.pk}/").content.decode()
     assert 'id="dkim-panel"' in page
     assert "s1._domainkey.dkim.test" in page
@@ -65,7 +58,7 @@ def test_a_bad_selector_is_shown_in_the_form(owner, domain):
 
 
 def test_rotate_and_retire_buttons(owner, domain):
-    key = _generated(domain, owner)
+    key = generated_dkim_key(domain, owner)
     DkimKey.objects.filter(pk=key.pk).update(state=DkimKeyState.ACTIVE)
     client = login(owner)
     assert client.post(f"/dkim-keys/{key.pk}/rotate/", headers=HTMX).status_code == 200
@@ -95,7 +88,7 @@ def test_watching_a_selector_and_setting_rotation_and_publishing(owner, domain):
 
 
 def test_a_viewer_sees_the_keys_but_no_buttons_and_cannot_post(owner, viewer, domain):
-    key = _generated(domain, owner)
+    key = generated_dkim_key(domain, owner)
     page = login(viewer).get(f"/domains/{domain.pk}/").content.decode()
     assert key.selector in page and "Generate" not in page and "Rotate" not in page
     response = login(viewer).post(
@@ -106,7 +99,7 @@ def test_a_viewer_sees_the_keys_but_no_buttons_and_cannot_post(owner, viewer, do
 
 
 def test_another_organisations_domain_and_keys_are_not_found(owner, outsider, domain):
-    key = _generated(domain, owner)
+    key = generated_dkim_key(domain, owner)
     client = login(outsider)
     assert client.get(f"/domains/{domain.pk}/dkim/").status_code == 404
     assert client.post(f"/dkim-keys/{key.pk}/retire/", headers=HTMX).status_code == 404

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from dns_records import dkim_keys
 from dns_records.models import DkimKey, DkimKeyState, Domain
 from mailsec.models import AuditLog, TaskRun
+from tests.conftest import generated_dkim_key
 
 pytestmark = pytest.mark.django_db
 
@@ -18,13 +18,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def domain(org):
     return Domain.objects.create(organisation=org, name="dkim.test")
-
-
-def _generated(domain, owner, **kwargs):
-    key, _run = dkim_keys.dkim_key_create(domain=domain, actor=owner, **kwargs)
-    dkim_keys.dkim_key_generate(key_id=key.pk)
-    key.refresh_from_db()
-    return key
 
 
 def test_creating_a_key_answers_202_with_the_reserved_key_and_its_task(owner_api, domain):
@@ -39,7 +32,7 @@ def test_creating_a_key_answers_202_with_the_reserved_key_and_its_task(owner_api
 
 
 def test_a_key_carries_its_dns_name_and_value_and_never_its_private_half(owner_api, owner, domain):
-    key = _generated(domain, owner, selector="s2026")
+    key = generated_dkim_key(domain, owner, selector="s2026")
     body = owner_api.get(f"/api/v1/dkim-keys/{key.pk}/").json()
     assert body["dns_name"] == "s2026._domainkey.dkim.test"
     assert body["dns_value"].startswith("v=DKIM1; k=rsa; p=MII")
@@ -61,7 +54,7 @@ def test_bad_input_gets_the_error_shape(owner_api, domain):
 
 
 def test_rotate_and_retire(owner_api, owner, domain):
-    key = _generated(domain, owner)
+    key = generated_dkim_key(domain, owner)
     DkimKey.objects.filter(pk=key.pk).update(state=DkimKeyState.ACTIVE)
     response = owner_api.post(f"/api/v1/dkim-keys/{key.pk}/rotate/")
     assert response.status_code == 202
@@ -74,7 +67,7 @@ def test_rotate_and_retire(owner_api, owner, domain):
 
 
 def test_viewers_read_and_change_nothing(viewer_api, owner, domain):
-    key = _generated(domain, owner)
+    key = generated_dkim_key(domain, owner)
     assert viewer_api.get("/api/v1/domains/dkim.test/dkim-keys/").status_code == 200
     assert (
         viewer_api.post(
@@ -92,7 +85,7 @@ def test_viewers_read_and_change_nothing(viewer_api, owner, domain):
 
 
 def test_another_organisations_keys_are_not_found(outsider_api, owner, domain):
-    key = _generated(domain, owner)
+    key = generated_dkim_key(domain, owner)
     assert outsider_api.get(f"/api/v1/dkim-keys/{key.pk}/").status_code == 404
     assert outsider_api.post(f"/api/v1/dkim-keys/{key.pk}/rotate/").status_code == 404
     assert outsider_api.get("/api/v1/domains/dkim.test/dkim-keys/").status_code == 404
@@ -134,7 +127,7 @@ def test_the_tsig_secret_is_write_only_encrypted_and_never_audited(owner_api, do
 
 
 def test_every_change_is_audited_without_key_material(owner_api, owner, domain):
-    key = _generated(domain, owner)
+    key = generated_dkim_key(domain, owner)
     owner_api.post(f"/api/v1/dkim-keys/{key.pk}/retire/")
     entries = AuditLog.objects.filter(object_type="dkimkey")
     assert {"dkim_key.create", "dkim_key.generate", "dkim_key.retire"} <= set(

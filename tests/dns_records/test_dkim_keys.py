@@ -24,6 +24,7 @@ from dns_records.resolver import Resolver
 from mailsec import secrets
 from mailsec.env import parse_nameserver
 from mailsec.models import AuditLog
+from tests.conftest import generated_dkim_key
 from tests.servers import KnotServer
 
 pytestmark = [pytest.mark.knot, pytest.mark.django_db]
@@ -94,13 +95,6 @@ def updatable(domain: Domain, dkim_knot: KnotServer, owner: Any) -> Domain:
     return domain
 
 
-def _generated(domain: Domain, owner: Any, **kwargs: Any) -> DkimKey:
-    key, _run = dkim_keys.dkim_key_create(domain=domain, actor=owner, **kwargs)
-    dkim_keys.dkim_key_generate(key_id=key.pk)  # what the worker does; tests/test_tasks runs it
-    key.refresh_from_db()
-    return key
-
-
 def _record(resolver: Resolver, key: DkimKey) -> tuple[str, ...]:
     lookup = resolver.lookup(key.dns_name, "TXT")
     return lookup.records if lookup.status is LookupStatus.OK else ()
@@ -123,7 +117,7 @@ def test_a_rotation_walks_every_state_and_never_signs_with_an_unpublished_key(
     settings.MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES = 60
     settings.MAILSEC_DKIM_GRACE_DAYS = 7
     now = timezone.now()
-    first = _generated(updatable, owner)
+    first = generated_dkim_key(updatable, owner)
     assert first.state == DkimKeyState.PENDING and first.algorithm == "rsa" and first.bits == 2048
     assert re.fullmatch(r"ms\d{6}r", first.selector)
     # Published through RFC 2136 as it was generated; seen in DNS on the next step.
@@ -163,7 +157,7 @@ def test_a_rotation_walks_every_state_and_never_signs_with_an_unpublished_key(
 def test_a_key_whose_record_vanished_is_never_activated(updatable, owner, resolver, settings):
     settings.MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES = 60
     now = timezone.now()
-    key = _generated(updatable, owner, algorithm="ed25519")
+    key = generated_dkim_key(updatable, owner, algorithm="ed25519")
     assert _advance(resolver, now)["published"] == 1
     target = updatable.dns_update
     dkim_keys._send(target, delete=[key.dns_name])  # someone removes it from the zone
@@ -174,7 +168,7 @@ def test_a_key_whose_record_vanished_is_never_activated(updatable, owner, resolv
 
 def test_a_record_published_by_hand_is_seen(domain, owner, resolver, dkim_knot, settings):
     settings.MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES = 0
-    key = _generated(domain, owner, algorithm="ed25519", selector="hand")
+    key = generated_dkim_key(domain, owner, algorithm="ed25519", selector="hand")
     assert key.selector == "hand"
     assert _advance(resolver, timezone.now())["published"] == 0
     zone_file = Path(dkim_knot.directory) / "zones" / f"{ZONE}.zone"
@@ -187,8 +181,8 @@ def test_a_record_published_by_hand_is_seen(domain, owner, resolver, dkim_knot, 
 
 def test_rsa_and_ed25519_sign_side_by_side(updatable, owner, resolver, settings):
     settings.MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES = 0
-    rsa_key = _generated(updatable, owner)
-    ed_key = _generated(updatable, owner, algorithm="ed25519")
+    rsa_key = generated_dkim_key(updatable, owner)
+    ed_key = generated_dkim_key(updatable, owner, algorithm="ed25519")
     _advance(resolver, timezone.now())
     _advance(resolver, timezone.now())
     states = set(DkimKey.objects.values_list("selector", "state"))
@@ -199,10 +193,10 @@ def test_a_second_key_of_one_algorithm_waits_to_be_a_successor(
     updatable, owner, resolver, settings
 ):
     settings.MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES = 0
-    first = _generated(updatable, owner)
+    first = generated_dkim_key(updatable, owner)
     _advance(resolver, timezone.now())
     _advance(resolver, timezone.now())
-    second = _generated(updatable, owner)
+    second = generated_dkim_key(updatable, owner)
     _advance(resolver, timezone.now())
     _advance(resolver, timezone.now())
     first.refresh_from_db()
@@ -215,7 +209,7 @@ def test_automatic_rotation_starts_a_successor_after_the_interval(
 ):
     settings.MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES = 0
     Domain.objects.filter(pk=updatable.pk).update(dkim_rotation_days=90)
-    key = _generated(updatable, owner)
+    key = generated_dkim_key(updatable, owner)
     now = timezone.now()
     _advance(resolver, now)
     _advance(resolver, now)
@@ -225,8 +219,8 @@ def test_automatic_rotation_starts_a_successor_after_the_interval(
 
 
 def test_the_private_key_is_encrypted_and_bound_to_its_row(updatable, owner):
-    first = _generated(updatable, owner)
-    second = _generated(updatable, owner, algorithm="ed25519")
+    first = generated_dkim_key(updatable, owner)
+    second = generated_dkim_key(updatable, owner, algorithm="ed25519")
     assert b"PRIVATE KEY" in secrets.decrypt(first.private_key, context=first.secret_context)
     assert "PRIVATE" not in first.private_key
     with pytest.raises(secrets.SecretError):
@@ -262,7 +256,7 @@ def test_the_dkim_check_watches_keys_and_other_senders_selectors(
     from dns_records.runner import run_domain_checks
 
     settings.MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES = 0
-    _generated(updatable, owner)
+    generated_dkim_key(updatable, owner)
     _advance(resolver, timezone.now())
     _advance(resolver, timezone.now())
     dkim_keys.dkim_selector_add(domain=updatable, selector="google", note="Workspace", actor=owner)
@@ -281,7 +275,7 @@ def test_an_update_server_outside_the_allowed_networks_is_not_contacted(domain, 
         domain=domain, server="127.0.0.19:53", zone=ZONE, tsig_name=TSIG[0],
         tsig_algorithm=TSIG[1], tsig_secret=base64.b64decode(TSIG[2]), actor=owner,
     )  # fmt: skip
-    key = _generated(domain, owner)
+    key = generated_dkim_key(domain, owner)
     outcome = dkim_keys.dkim_key_publish(key=key)
     assert not outcome.sent and "MAILSEC_PROBE_ALLOW_NETWORKS" in outcome.error
 
@@ -291,7 +285,7 @@ def test_a_wrong_tsig_secret_is_refused_by_the_server(domain, owner, dkim_knot):
         domain=domain, server=dkim_knot.nameserver, zone=ZONE, tsig_name=TSIG[0],
         tsig_algorithm=TSIG[1], tsig_secret=os.urandom(32), actor=owner,
     )  # fmt: skip
-    key = _generated(domain, owner)
+    key = generated_dkim_key(domain, owner)
     outcome = dkim_keys.dkim_key_publish(key=key)
     assert not outcome.sent and "refused the TSIG key mailsec-update" in outcome.error
     domain.dns_update.refresh_from_db()
@@ -300,10 +294,10 @@ def test_a_wrong_tsig_secret_is_refused_by_the_server(domain, owner, dkim_knot):
 
 def test_hosts_get_opendkim_files_for_the_active_keys_only(updatable, owner, resolver, settings):
     settings.MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES = 0
-    active = _generated(updatable, owner, algorithm="ed25519")
+    active = generated_dkim_key(updatable, owner, algorithm="ed25519")
     _advance(resolver, timezone.now())
     _advance(resolver, timezone.now())
-    pending = _generated(updatable, owner)
+    pending = generated_dkim_key(updatable, owner)
     files = {f.path: f for f in dkim_keys.opendkim_files(domain_ids=[updatable.pk])}
     key_table = "".join(f.content.decode() for path, f in files.items() if "KeyTable" in path)
     assert f"{active.selector}._domainkey.{ZONE}" in key_table
@@ -314,7 +308,7 @@ def test_hosts_get_opendkim_files_for_the_active_keys_only(updatable, owner, res
 
 @pytest.mark.parametrize("algorithm", ["rsa", "ed25519"])
 def test_signing_is_proven_against_the_published_record(updatable, owner, resolver, algorithm):
-    key = _generated(updatable, owner, algorithm=algorithm)
+    key = generated_dkim_key(updatable, owner, algorithm=algorithm)
     assert dkim_keys.dkim_key_verify_signing(key_id=key.pk, resolver=resolver) is True
     key.refresh_from_db()
     assert key.signing_verified is True and key.signing_checked_at is not None
@@ -325,7 +319,7 @@ def test_signing_is_proven_against_the_published_record(updatable, owner, resolv
 
 
 def test_a_lookup_failure_leaves_the_signing_proof_unknown(domain, owner):
-    key = _generated(domain, owner)
+    key = generated_dkim_key(domain, owner)
     refused = Resolver(nameservers=[parse_nameserver("127.0.0.1:9")], timeout=0.3)
     assert dkim_keys.dkim_key_verify_signing(key_id=key.pk, resolver=refused) is None
     key.refresh_from_db()
@@ -337,7 +331,10 @@ def test_a_database_dump_holds_no_dkim_private_key(updatable, owner):
 
     from django.core.management import call_command
 
-    keys = [_generated(updatable, owner), _generated(updatable, owner, algorithm="ed25519")]
+    keys = [
+        generated_dkim_key(updatable, owner),
+        generated_dkim_key(updatable, owner, algorithm="ed25519"),
+    ]
     out = StringIO()
     call_command("dumpdata", "dns_records", stdout=out)
     dump = out.getvalue()
