@@ -180,6 +180,9 @@ class TaskKind(models.TextChoices):
 
     DOMAIN_CHECK = "domain.check", "Check a domain's DNS"
     DKIM_GENERATE = "dkim.generate", "Generate a DKIM key"
+    REPORT_PARSE = "report.parse", "Parse a received report"
+    IMAP_POLL = "report.imap_poll", "Fetch reports from an IMAP mailbox"
+    BLOCKLIST_POLL = "blocklist.poll", "Poll the blocklists"
 
 
 class TaskRun(models.Model):

@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "axes",
     "mailsec",
     "dns_records",
+    "reports",
+    "blocklists",
     "dashboard",
 ]
 
@@ -328,3 +330,14 @@ MAILSEC_MTA_STS_HTTPS_PORT = 443
 # many days so mail signed before the switch still verifies.
 MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES = env_int("MAILSEC_DKIM_ACTIVATE_AFTER_MINUTES", 60, minimum=0)
 MAILSEC_DKIM_GRACE_DAYS = env_int("MAILSEC_DKIM_GRACE_DAYS", 7, minimum=1)
+
+# Reports (DMARC aggregate, SMTP TLS). The largest message or file accepted by any way in, and
+# the largest a report may grow to once decompressed.
+MAILSEC_REPORT_MAX_MESSAGE_BYTES = env_int(
+    "MAILSEC_REPORT_MAX_MESSAGE_BYTES", 50 * 1024 * 1024, minimum=1024
+)
+MAILSEC_REPORT_MAX_DECOMPRESSED_BYTES = env_int(
+    "MAILSEC_REPORT_MAX_DECOMPRESSED_BYTES", 1024 * 1024 * 1024, minimum=1024
+)
+# Reports, their records and raw messages are deleted this many days after their period ends.
+MAILSEC_REPORT_RETENTION_DAYS = env_int("MAILSEC_REPORT_RETENTION_DAYS", 400, minimum=1)
