@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 
 from dns_records.models import Domain
@@ -135,7 +134,9 @@ class Report(models.Model):
     class Meta:
         ordering = ["-date_begin", "-id"]
         constraints = [
-            # The same report delivered twice, or parsed by two workers at once, is stored once.
+            # The same report delivered twice, or parsed by two workers at once, is stored once:
+            # per organisation, and once among the reports for no organisation (two partial
+            # indexes, since SQLite cannot make NULLs equal in one).
             models.UniqueConstraint(
                 fields=[
                     "organisation",
@@ -145,8 +146,13 @@ class Report(models.Model):
                     "date_begin",
                     "date_end",
                 ],
+                condition=models.Q(organisation__isnull=False),
                 name="report_unique_delivery",
-                nulls_distinct=False,
+            ),
+            models.UniqueConstraint(
+                fields=["org_name", "report_id", "policy_domain", "date_begin", "date_end"],
+                condition=models.Q(organisation__isnull=True),
+                name="report_unique_unmatched",
             ),
         ]
         indexes = [
@@ -184,8 +190,8 @@ class Record(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [
-            # Records arrive roughly in date order: a BRIN index is tiny and serves range scans.
-            BrinIndex(fields=["day"], name="record_day_brin"),
+            # Records arrive roughly in date order: on PostgreSQL a BRIN index on `day`
+            # ("record_day_brin", created by migration 0002 there only) serves range scans.
             models.Index(fields=["source_ip"], name="record_source_ip"),
         ]
 
@@ -197,11 +203,10 @@ class DailyRollup(models.Model):
     """Messages per organisation, policy domain, day, source and result: what dashboards read.
 
     Maintained by the storage service as each report is stored (an upsert that adds counts).
+    Reports for no organisation have no rollups: no dashboard shows them.
     """
 
-    organisation = models.ForeignKey(
-        Organisation, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
-    )
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
     policy_domain = models.CharField(max_length=253)
     day = models.DateField()
     source_ip = models.GenericIPAddressField()
@@ -229,7 +234,6 @@ class DailyRollup(models.Model):
                     "spf_pass",
                 ],
                 name="dailyrollup_unique",
-                nulls_distinct=False,
             ),
         ]
         indexes = [
@@ -243,9 +247,7 @@ class DailyRollup(models.Model):
 class DailySelector(models.Model):
     """Messages per policy domain, day, DKIM signing domain, selector and result."""
 
-    organisation = models.ForeignKey(
-        Organisation, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
-    )
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
     policy_domain = models.CharField(max_length=253)
     day = models.DateField()
     dkim_domain = models.CharField(max_length=253)
@@ -265,7 +267,6 @@ class DailySelector(models.Model):
                     "result",
                 ],
                 name="dailyselector_unique",
-                nulls_distinct=False,
             ),
         ]
         indexes = [
@@ -326,8 +327,13 @@ class TlsReport(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["organisation", "org_name", "report_id", "policy_domain"],
+                condition=models.Q(organisation__isnull=False),
                 name="tlsreport_unique_delivery",
-                nulls_distinct=False,
+            ),
+            models.UniqueConstraint(
+                fields=["org_name", "report_id", "policy_domain"],
+                condition=models.Q(organisation__isnull=True),
+                name="tlsreport_unique_unmatched",
             ),
         ]
         indexes = [
