@@ -1,0 +1,488 @@
+"""Read queries of the reports app, for the dashboards and the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from mailsec.models import Organisation
+from mailsec.selectors import User, organisations_visible
+from reports.classify import Classification, SourceCounts, classify
+from reports.models import (
+    DailyRollup,
+    DailySelector,
+    RawMessage,
+    RawMessageState,
+    Record,
+    Report,
+    SourceInfo,
+    TlsFailure,
+    TlsPolicy,
+    TlsReport,
+)
+
+# --- dashboards and API: reports, rollups, sources (read side) --------------------------------
+# Per-domain summaries read the daily rollups (DailyRollup, DailySelector), never Record rows;
+# only a single report's drill-down reads its records.
+
+RANGES = (7, 30, 90)
+MAX_RANGE_DAYS = 400
+TOP_SOURCES = 50
+
+_DMARC_PASS = Q(dkim_aligned="pass") | Q(spf_aligned="pass")
+
+
+def range_start(days: int, *, today: dt.date | None = None) -> dt.date:
+    """The first day of a range of `days` days ending today (UTC)."""
+    today = today or timezone.now().date()
+    days = min(max(days, 1), MAX_RANGE_DAYS)
+    return today - dt.timedelta(days=days - 1)
+
+
+def _rollups(organisation: Organisation, domain: str, start: dt.date) -> QuerySet[DailyRollup]:
+    # Served by rollup_domain_day (organisation, policy_domain, day).
+    return DailyRollup.objects.filter(
+        organisation=organisation, policy_domain=domain, day__gte=start
+    )
+
+
+def _rows(queryset: Any) -> list[dict[str, Any]]:
+    """A values() query's rows as plain dicts (their keys come from annotate's names)."""
+    return list(queryset)
+
+
+def _sum(condition: Q | None = None) -> Coalesce:
+    return Coalesce(Sum("messages", filter=condition), 0)
+
+
+_COUNT_SUMS: dict[str, Any] = {
+    "messages": _sum(),
+    "dmarc_pass": _sum(_DMARC_PASS),
+    "spf_aligned_pass": _sum(Q(spf_aligned="pass")),
+    "dkim_aligned_pass": _sum(Q(dkim_aligned="pass")),
+    "spf_pass": _sum(Q(spf_pass=True)),
+    "dkim_pass": _sum(Q(dkim_pass=True)),
+}
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Messages of a domain over a range, by result."""
+
+    messages: int = 0
+    dmarc_pass: int = 0
+    spf_aligned_pass: int = 0
+    dkim_aligned_pass: int = 0
+    spf_pass: int = 0
+    dkim_pass: int = 0
+    dispositions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def dmarc_fail(self) -> int:
+        return max(self.messages - self.dmarc_pass, 0)
+
+    def share(self, part: int) -> float:
+        return part / self.messages if self.messages else 0.0
+
+    @property
+    def dmarc_pass_share(self) -> float:
+        return self.share(self.dmarc_pass)
+
+    @property
+    def spf_aligned_share(self) -> float:
+        return self.share(self.spf_aligned_pass)
+
+    @property
+    def dkim_aligned_share(self) -> float:
+        return self.share(self.dkim_aligned_pass)
+
+
+def report_totals(organisation: Organisation, domain: str, *, start: dt.date) -> Totals:
+    rows = _rows(
+        _rollups(organisation, domain, start)
+        .values("disposition")
+        .annotate(**_COUNT_SUMS)
+        .order_by("disposition")
+    )
+    sums = {key: sum(int(row[key]) for row in rows) for key in _COUNT_SUMS}
+    dispositions = {row["disposition"]: int(row["messages"]) for row in rows if row["messages"]}
+    return Totals(**sums, dispositions=dispositions)
+
+
+@dataclass(frozen=True)
+class DayPoint:
+    day: dt.date
+    dmarc_pass: int
+    dmarc_fail: int
+
+    @property
+    def messages(self) -> int:
+        return self.dmarc_pass + self.dmarc_fail
+
+
+def messages_by_day(organisation: Organisation, domain: str, *, start: dt.date) -> list[DayPoint]:
+    """One point per day of the range, days without reports included as zero."""
+    rows = (
+        _rollups(organisation, domain, start)
+        .values("day")
+        .annotate(messages=_sum(), dmarc_pass=_sum(_DMARC_PASS))
+        .order_by("day")
+    )
+    found = {row["day"]: row for row in rows}
+    end = max([timezone.now().date(), *found])
+    points = []
+    day = start
+    while day <= end:
+        row = found.get(day)
+        passed = int(row["dmarc_pass"]) if row else 0
+        total = int(row["messages"]) if row else 0
+        points.append(DayPoint(day, passed, total - passed))
+        day += dt.timedelta(days=1)
+    return points
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """A sending address over a range: its counts, what is known about it, and its class."""
+
+    ip: str
+    counts: SourceCounts
+    classification: Classification
+    ptr: str = ""
+    ptr_status: str = ""
+    asn: int | None = None
+    as_org: str = ""
+    country: str = ""
+
+    @property
+    def messages(self) -> int:
+        return self.counts.messages
+
+    @property
+    def pass_share(self) -> float:
+        return self.counts.dmarc_pass / self.counts.messages if self.counts.messages else 0.0
+
+    @property
+    def name(self) -> str:
+        return self.ptr
+
+
+def _source_rows(rows: list[dict[str, Any]]) -> list[SourceRow]:
+    infos = {
+        info.ip: info for info in SourceInfo.objects.filter(ip__in=[r["source_ip"] for r in rows])
+    }
+    result = []
+    for row in rows:
+        counts = SourceCounts(
+            messages=int(row["messages"]),
+            dmarc_pass=int(row["dmarc_pass"]),
+            spf_aligned_pass=int(row["spf_aligned_pass"]),
+            dkim_aligned_pass=int(row["dkim_aligned_pass"]),
+            spf_pass=int(row["spf_pass"]),
+            dkim_pass=int(row["dkim_pass"]),
+        )
+        info = infos.get(row["source_ip"])
+        result.append(
+            SourceRow(
+                ip=row["source_ip"],
+                counts=counts,
+                classification=classify(counts),
+                ptr=info.ptr if info else "",
+                ptr_status=info.ptr_status if info else "",
+                asn=info.asn if info else None,
+                as_org=info.as_org if info else "",
+                country=info.country if info else "",
+            )
+        )
+    return result
+
+
+def top_sources(
+    organisation: Organisation, domain: str, *, start: dt.date, limit: int = TOP_SOURCES
+) -> list[SourceRow]:
+    """The addresses that sent the most mail as the domain, with names and classes."""
+    rows = _rows(
+        _rollups(organisation, domain, start)
+        .values("source_ip")
+        .annotate(**_COUNT_SUMS)
+        .order_by("-messages", "source_ip")[:limit]
+    )
+    return _source_rows(rows)
+
+
+def source_count(organisation: Organisation, domain: str, *, start: dt.date) -> int:
+    return int(
+        _rollups(organisation, domain, start).aggregate(n=Count("source_ip", distinct=True))["n"]
+    )
+
+
+def all_sources(organisation: Organisation, domain: str, *, start: dt.date) -> list[SourceRow]:
+    """Every source of the range (for the advisor: legitimate failing senders by volume)."""
+    rows = _rows(
+        _rollups(organisation, domain, start)
+        .values("source_ip")
+        .annotate(**_COUNT_SUMS)
+        .order_by("-messages", "source_ip")
+    )
+    return _source_rows(rows)
+
+
+@dataclass(frozen=True)
+class ReporterRow:
+    org_name: str
+    reports: int
+    messages: int
+    last_report: dt.datetime | None
+
+
+def _reports_of(organisation: Organisation, domain: str, start: dt.date) -> QuerySet[Report]:
+    begin = dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC)
+    # Served by report_org_domain (organisation, policy_domain, -date_begin).
+    return Report.objects.filter(
+        organisation=organisation, policy_domain=domain, date_begin__gte=begin
+    )
+
+
+def reporters(organisation: Organisation, domain: str, *, start: dt.date) -> list[ReporterRow]:
+    rows = (
+        _reports_of(organisation, domain, start)
+        .values("org_name")
+        .annotate(
+            reports=Count("pk"),
+            messages=Coalesce(Sum("message_count"), 0),
+            last_report=Max("date_end"),
+        )
+        .order_by("-messages", "org_name")
+    )
+    return [
+        ReporterRow(r["org_name"], int(r["reports"]), int(r["messages"]), r["last_report"])
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class SelectorRow:
+    dkim_domain: str
+    selector: str
+    results: dict[str, int]
+
+    @property
+    def messages(self) -> int:
+        return sum(self.results.values())
+
+    @property
+    def passed(self) -> int:
+        return self.results.get("pass", 0)
+
+
+def dkim_selectors_seen(
+    organisation: Organisation, domain: str, *, start: dt.date
+) -> list[SelectorRow]:
+    """Each DKIM signing domain and selector seen on the domain's mail, with results."""
+    rows = (
+        DailySelector.objects.filter(
+            organisation=organisation, policy_domain=domain, day__gte=start
+        )
+        .values("dkim_domain", "selector", "result")
+        .annotate(messages=Coalesce(Sum("messages"), 0))
+    )
+    grouped: dict[tuple[str, str], dict[str, int]] = {}
+    for row in rows:
+        key = (row["dkim_domain"], row["selector"])
+        results = grouped.setdefault(key, {})
+        results[row["result"]] = results.get(row["result"], 0) + int(row["messages"])
+    selectors = [SelectorRow(d, s, r) for (d, s), r in grouped.items()]
+    return sorted(selectors, key=lambda s: (-s.messages, s.dkim_domain, s.selector))
+
+
+@dataclass(frozen=True)
+class TlsMxRow:
+    mx: str
+    result_type: str
+    failed_sessions: int
+
+
+@dataclass(frozen=True)
+class TlsPolicyRow:
+    policy_type: str
+    policy_domain: str
+    mx_hosts: tuple[str, ...]
+    successful_sessions: int
+    failed_sessions: int
+
+
+@dataclass(frozen=True)
+class TlsSummary:
+    reports: int = 0
+    successful_sessions: int = 0
+    failed_sessions: int = 0
+    policies: list[TlsPolicyRow] = field(default_factory=list)
+    failures: list[TlsMxRow] = field(default_factory=list)
+
+    @property
+    def sessions(self) -> int:
+        return self.successful_sessions + self.failed_sessions
+
+
+def _tls_reports_of(organisation: Organisation, domain: str, start: dt.date) -> QuerySet[TlsReport]:
+    begin = dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC)
+    return TlsReport.objects.filter(
+        organisation=organisation, policy_domain=domain, date_begin__gte=begin
+    )
+
+
+def tls_summary(organisation: Organisation, domain: str, *, start: dt.date) -> TlsSummary:
+    """SMTP TLS reports about mail sent to the domain: sessions by policy, failures by MX."""
+    reports = _tls_reports_of(organisation, domain, start)
+    totals = reports.aggregate(
+        n=Count("pk"),
+        ok=Coalesce(Sum("successful_sessions"), 0),
+        failed=Coalesce(Sum("failed_sessions"), 0),
+    )
+    policies: dict[tuple[str, str, tuple[str, ...]], list[int]] = {}
+    for policy in TlsPolicy.objects.filter(report__in=reports).values(
+        "policy_type", "policy_domain", "mx_hosts", "successful_sessions", "failed_sessions"
+    ):
+        mx = tuple(sorted(str(h) for h in policy["mx_hosts"] or []))
+        sums = policies.setdefault((policy["policy_type"], policy["policy_domain"], mx), [0, 0])
+        sums[0] += int(policy["successful_sessions"])
+        sums[1] += int(policy["failed_sessions"])
+    failures = (
+        TlsFailure.objects.filter(policy__report__in=reports)
+        .values("receiving_mx_hostname", "result_type")
+        .annotate(failed=Coalesce(Sum("failed_session_count"), 0))
+        .order_by("-failed", "receiving_mx_hostname", "result_type")
+    )
+    return TlsSummary(
+        reports=int(totals["n"]),
+        successful_sessions=int(totals["ok"]),
+        failed_sessions=int(totals["failed"]),
+        policies=[
+            TlsPolicyRow(t, d, mx, ok, failed)
+            for (t, d, mx), (ok, failed) in sorted(policies.items(), key=lambda i: -sum(i[1]))
+        ],
+        failures=[
+            TlsMxRow(
+                f["receiving_mx_hostname"] or "(not given)", f["result_type"], int(f["failed"])
+            )
+            for f in failures
+        ],
+    )
+
+
+# --- single reports, raw messages, quarantine -----------------------------------------------
+
+
+def reports_visible(
+    user: User,
+    *,
+    domain: str = "",
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+) -> QuerySet[Report]:
+    """The DMARC reports of the user's organisations, newest first."""
+    queryset = Report.objects.filter(organisation__in=organisations_visible(user)).select_related(
+        "organisation"
+    )
+    if domain:
+        queryset = queryset.filter(policy_domain=domain.strip().lower().rstrip("."))
+    if since is not None:
+        queryset = queryset.filter(
+            date_end__gte=dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC)
+        )
+    if until is not None:
+        queryset = queryset.filter(
+            date_begin__lt=dt.datetime.combine(
+                until + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC
+            )
+        )
+    return queryset.order_by("-date_begin", "-id")
+
+
+def report_visible(user: User, pk: int) -> Report | None:
+    return reports_visible(user).select_related("raw_message", "domain").filter(pk=pk).first()
+
+
+def report_records(report: Report) -> QuerySet[Record]:
+    """A report's records, most messages first (a drill-down pages through them)."""
+    return report.records.order_by("-count", "id")
+
+
+def tls_reports_visible(
+    user: User,
+    *,
+    domain: str = "",
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+) -> QuerySet[TlsReport]:
+    queryset = TlsReport.objects.filter(organisation__in=organisations_visible(user))
+    if domain:
+        queryset = queryset.filter(policy_domain=domain.strip().lower().rstrip("."))
+    if since is not None:
+        queryset = queryset.filter(
+            date_end__gte=dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC)
+        )
+    if until is not None:
+        queryset = queryset.filter(
+            date_begin__lt=dt.datetime.combine(
+                until + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC
+            )
+        )
+    return queryset.select_related("organisation").order_by("-date_begin", "-id")
+
+
+def tls_report_visible(user: User, pk: int) -> TlsReport | None:
+    return tls_reports_visible(user).filter(pk=pk).first()
+
+
+def tls_report_policies(report: TlsReport) -> QuerySet[TlsPolicy]:
+    return report.policies.prefetch_related("failures").order_by("id")
+
+
+def _raw_messages_visible(user: User) -> QuerySet[RawMessage]:
+    """Raw messages of the user's organisations: received for one, or holding one's report."""
+    visible = organisations_visible(user)
+    return RawMessage.objects.filter(
+        Q(organisation__in=visible)
+        | Q(reports__organisation__in=visible)
+        | Q(tls_reports__organisation__in=visible)
+    ).distinct()
+
+
+def raw_message_visible(user: User, pk: int) -> RawMessage | None:
+    """A raw message the user may read: its organisation's, or (superusers) one of none."""
+    found = _raw_messages_visible(user).filter(pk=pk).first()
+    if found is None and user.is_authenticated and user.is_superuser:
+        found = RawMessage.objects.filter(pk=pk, organisation__isnull=True).first()
+    return found
+
+
+def quarantine_visible(user: User) -> QuerySet[RawMessage]:
+    """Quarantined messages of the user's organisations, newest first, without their content.
+
+    A message that arrived by a way in that knows no organisation (the SMTP listener, the pipe)
+    and was never parsed into a report belongs to none, and is listed for superusers only.
+    """
+    queryset = RawMessage.objects.filter(state=RawMessageState.QUARANTINED)
+    if user.is_authenticated and user.is_superuser:
+        scoped = queryset.filter(
+            Q(organisation__in=organisations_visible(user)) | Q(organisation__isnull=True)
+        )
+    else:
+        scoped = queryset.filter(organisation__in=organisations_visible(user))
+    return scoped.defer("content").select_related("organisation").order_by("-received_at", "-id")
+
+
+def report_domains(organisation: Organisation) -> list[str]:
+    """Policy domains with rollups in the organisation, for the dashboard's domain picker."""
+    return list(
+        DailyRollup.objects.filter(organisation=organisation)
+        .values_list("policy_domain", flat=True)
+        .distinct()
+        .order_by("policy_domain")
+    )
