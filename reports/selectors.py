@@ -10,8 +10,10 @@ from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from dns_records.models import CheckState
 from mailsec.models import Organisation
 from mailsec.selectors import User, organisations_visible
+from reports.advisor import Advice, SourceVolume, advise
 from reports.classify import Classification, SourceCounts, classify
 from reports.models import (
     DailyRollup,
@@ -60,14 +62,22 @@ def _sum(condition: Q | None = None) -> Coalesce:
     return Coalesce(Sum("messages", filter=condition), 0)
 
 
+# Annotation names differ from the model's fields (an annotation may not shadow `messages`).
 _COUNT_SUMS: dict[str, Any] = {
-    "messages": _sum(),
-    "dmarc_pass": _sum(_DMARC_PASS),
-    "spf_aligned_pass": _sum(Q(spf_aligned="pass")),
-    "dkim_aligned_pass": _sum(Q(dkim_aligned="pass")),
-    "spf_pass": _sum(Q(spf_pass=True)),
-    "dkim_pass": _sum(Q(dkim_pass=True)),
+    "n_messages": _sum(),
+    "n_dmarc_pass": _sum(_DMARC_PASS),
+    "n_spf_aligned_pass": _sum(Q(spf_aligned="pass")),
+    "n_dkim_aligned_pass": _sum(Q(dkim_aligned="pass")),
+    "n_spf_pass": _sum(Q(spf_pass=True)),
+    "n_dkim_pass": _sum(Q(dkim_pass=True)),
 }
+
+
+_BY_VOLUME = ("-n_messages", "source_ip")
+
+
+def _counts(row: dict[str, Any]) -> dict[str, int]:
+    return {key.removeprefix("n_"): int(row[key]) for key in _COUNT_SUMS}
 
 
 @dataclass(frozen=True)
@@ -109,8 +119,16 @@ def report_totals(organisation: Organisation, domain: str, *, start: dt.date) ->
         .annotate(**_COUNT_SUMS)
         .order_by("disposition")
     )
-    sums = {key: sum(int(row[key]) for row in rows) for key in _COUNT_SUMS}
-    dispositions = {row["disposition"]: int(row["messages"]) for row in rows if row["messages"]}
+    counted = [_counts(row) for row in rows]
+    sums = {
+        key.removeprefix("n_"): sum(c[key.removeprefix("n_")] for c in counted)
+        for key in _COUNT_SUMS
+    }
+    dispositions = {
+        row["disposition"]: c["messages"]
+        for row, c in zip(rows, counted, strict=True)
+        if c["messages"]
+    }
     return Totals(**sums, dispositions=dispositions)
 
 
@@ -130,7 +148,7 @@ def messages_by_day(organisation: Organisation, domain: str, *, start: dt.date) 
     rows = (
         _rollups(organisation, domain, start)
         .values("day")
-        .annotate(messages=_sum(), dmarc_pass=_sum(_DMARC_PASS))
+        .annotate(n_messages=_sum(), n_dmarc_pass=_sum(_DMARC_PASS))
         .order_by("day")
     )
     found = {row["day"]: row for row in rows}
@@ -139,8 +157,8 @@ def messages_by_day(organisation: Organisation, domain: str, *, start: dt.date) 
     day = start
     while day <= end:
         row = found.get(day)
-        passed = int(row["dmarc_pass"]) if row else 0
-        total = int(row["messages"]) if row else 0
+        passed = int(row["n_dmarc_pass"]) if row else 0
+        total = int(row["n_messages"]) if row else 0
         points.append(DayPoint(day, passed, total - passed))
         day += dt.timedelta(days=1)
     return points
@@ -178,14 +196,7 @@ def _source_rows(rows: list[dict[str, Any]]) -> list[SourceRow]:
     }
     result = []
     for row in rows:
-        counts = SourceCounts(
-            messages=int(row["messages"]),
-            dmarc_pass=int(row["dmarc_pass"]),
-            spf_aligned_pass=int(row["spf_aligned_pass"]),
-            dkim_aligned_pass=int(row["dkim_aligned_pass"]),
-            spf_pass=int(row["spf_pass"]),
-            dkim_pass=int(row["dkim_pass"]),
-        )
+        counts = SourceCounts(**_counts(row))
         info = infos.get(row["source_ip"])
         result.append(
             SourceRow(
@@ -210,7 +221,7 @@ def top_sources(
         _rollups(organisation, domain, start)
         .values("source_ip")
         .annotate(**_COUNT_SUMS)
-        .order_by("-messages", "source_ip")[:limit]
+        .order_by(*_BY_VOLUME)[:limit]
     )
     return _source_rows(rows)
 
@@ -227,7 +238,7 @@ def all_sources(organisation: Organisation, domain: str, *, start: dt.date) -> l
         _rollups(organisation, domain, start)
         .values("source_ip")
         .annotate(**_COUNT_SUMS)
-        .order_by("-messages", "source_ip")
+        .order_by(*_BY_VOLUME)
     )
     return _source_rows(rows)
 
@@ -289,13 +300,13 @@ def dkim_selectors_seen(
             organisation=organisation, policy_domain=domain, day__gte=start
         )
         .values("dkim_domain", "selector", "result")
-        .annotate(messages=Coalesce(Sum("messages"), 0))
+        .annotate(n_messages=Coalesce(Sum("messages"), 0))
     )
     grouped: dict[tuple[str, str], dict[str, int]] = {}
     for row in rows:
         key = (row["dkim_domain"], row["selector"])
         results = grouped.setdefault(key, {})
-        results[row["result"]] = results.get(row["result"], 0) + int(row["messages"])
+        results[row["result"]] = results.get(row["result"], 0) + int(row["n_messages"])
     selectors = [SelectorRow(d, s, r) for (d, s), r in grouped.items()]
     return sorted(selectors, key=lambda s: (-s.messages, s.dkim_domain, s.selector))
 
@@ -485,4 +496,100 @@ def report_domains(organisation: Organisation) -> list[str]:
         .values_list("policy_domain", flat=True)
         .distinct()
         .order_by("policy_domain")
+    )
+
+
+# --- the per-domain summary: what the dashboard page and `reports/summary/` show --------------
+
+ADVISOR_DAYS = 30
+
+
+def dmarc_record_checked(organisation: Organisation, domain: str) -> str | None:
+    """The domain's own DMARC record as the last DMARC check found it (None: none known)."""
+    state = CheckState.objects.filter(
+        domain__organisation=organisation, domain__name=domain, name="dmarc"
+    ).first()
+    if state is None or not isinstance(state.details, dict):
+        return None
+    record = state.details.get("record")
+    if not isinstance(record, str) or state.details.get("inherited_from"):
+        return None
+    return record
+
+
+def policy_reported(organisation: Organisation, domain: str) -> dict[str, str | int | None] | None:
+    """The policy receivers saw published, from the newest report about the domain."""
+    report = (
+        Report.objects.filter(organisation=organisation, policy_domain=domain)
+        .order_by("-date_begin", "-id")
+        .only("policy_p", "policy_sp", "policy_np", "policy_pct", "policy_adkim", "policy_aspf")
+        .first()
+    )
+    if report is None:
+        return None
+    return {
+        "p": report.policy_p,
+        "sp": report.policy_sp,
+        "np": report.policy_np,
+        "pct": report.policy_pct,
+        "adkim": report.policy_adkim,
+        "aspf": report.policy_aspf,
+    }
+
+
+def policy_advice(
+    organisation: Organisation, domain: str, *, today: dt.date | None = None
+) -> Advice:
+    """The advisor on the last 30 days of the domain's rollups and its current record."""
+    start = range_start(ADVISOR_DAYS, today=today)
+    sources = [
+        SourceVolume(row.ip, row.counts, row.ptr)
+        for row in all_sources(organisation, domain, start=start)
+    ]
+    return advise(
+        domain,
+        sources,
+        record=dmarc_record_checked(organisation, domain),
+        published=policy_reported(organisation, domain),
+    )
+
+
+@dataclass(frozen=True)
+class DomainSummary:
+    organisation: Organisation
+    domain: str
+    days: int
+    start: dt.date
+    totals: Totals
+    by_day: list[DayPoint]
+    top_sources: list[SourceRow]
+    source_count: int
+    reporters: list[ReporterRow]
+    dkim_selectors: list[SelectorRow]
+    tls: TlsSummary
+    advice: Advice
+
+
+def domain_summary(
+    organisation: Organisation,
+    domain: str,
+    *,
+    days: int,
+    today: dt.date | None = None,
+    top: int = TOP_SOURCES,
+) -> DomainSummary:
+    start = range_start(days, today=today)
+    return DomainSummary(
+        organisation=organisation,
+        domain=domain,
+        days=days,
+        start=start,
+        totals=report_totals(organisation, domain, start=start),
+        by_day=messages_by_day(organisation, domain, start=start),
+        top_sources=top_sources(organisation, domain, start=start, limit=top),
+        source_count=source_count(organisation, domain, start=start),
+        reporters=reporters(organisation, domain, start=start),
+        dkim_selectors=dkim_selectors_seen(organisation, domain, start=start),
+        tls=tls_summary(organisation, domain, start=start),
+        advice=policy_advice(organisation, domain, today=today),
     )
