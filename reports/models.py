@@ -76,6 +76,9 @@ class RawMessage(models.Model):
     detail = models.TextField(blank=True, help_text="What the parser saw, for admins")
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(
+        max_length=255, blank=True, help_text="host:pid of the process parsing it"
+    )
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -238,6 +241,8 @@ class DailyRollup(models.Model):
         ]
         indexes = [
             models.Index(fields=["organisation", "policy_domain", "day"], name="rollup_domain_day"),
+            # The retention prune: rows of days before the window, in batches.
+            models.Index(fields=["day"], name="rollup_day"),
         ]
 
     def __str__(self) -> str:
@@ -273,6 +278,8 @@ class DailySelector(models.Model):
             models.Index(
                 fields=["organisation", "policy_domain", "day"], name="selector_domain_day"
             ),
+            # The retention prune: rows of days before the window, in batches.
+            models.Index(fields=["day"], name="selector_day"),
         ]
 
     def __str__(self) -> str:
