@@ -415,6 +415,13 @@ def reports_visible(
     return queryset.order_by("-date_begin", "-id")
 
 
+def recent_reports(
+    organisation: Organisation, domain: str, *, start: dt.date, limit: int = 20
+) -> list[Report]:
+    """The domain's newest reports that begin in the range, for the dashboard's drill-down."""
+    return list(_reports_of(organisation, domain, start).order_by("-date_begin", "-id")[:limit])
+
+
 def report_visible(user: User, pk: int) -> Report | None:
     return reports_visible(user).select_related("raw_message", "domain").filter(pk=pk).first()
 
@@ -455,6 +462,10 @@ def tls_report_policies(report: TlsReport) -> QuerySet[TlsPolicy]:
     return report.policies.prefetch_related("failures").order_by("id")
 
 
+def _staff(user: User) -> bool:
+    return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
+
+
 def _raw_messages_visible(user: User) -> QuerySet[RawMessage]:
     """Raw messages of the user's organisations: received for one, or holding one's report."""
     visible = organisations_visible(user)
@@ -466,9 +477,9 @@ def _raw_messages_visible(user: User) -> QuerySet[RawMessage]:
 
 
 def raw_message_visible(user: User, pk: int) -> RawMessage | None:
-    """A raw message the user may read: its organisation's, or (superusers) one of none."""
+    """A raw message the user may read: its organisation's, or (staff) one of none."""
     found = _raw_messages_visible(user).filter(pk=pk).first()
-    if found is None and user.is_authenticated and user.is_superuser:
+    if found is None and _staff(user):
         found = RawMessage.objects.filter(pk=pk, organisation__isnull=True).first()
     return found
 
@@ -477,10 +488,10 @@ def quarantine_visible(user: User) -> QuerySet[RawMessage]:
     """Quarantined messages of the user's organisations, newest first, without their content.
 
     A message that arrived by a way in that knows no organisation (the SMTP listener, the pipe)
-    and was never parsed into a report belongs to none, and is listed for superusers only.
+    and was never parsed into a report belongs to none, and is listed for staff only.
     """
     queryset = RawMessage.objects.filter(state=RawMessageState.QUARANTINED)
-    if user.is_authenticated and user.is_superuser:
+    if _staff(user):
         scoped = queryset.filter(
             Q(organisation__in=organisations_visible(user)) | Q(organisation__isnull=True)
         )
