@@ -1,0 +1,402 @@
+"""The real Postfix, Dovecot and OpenDKIM read what mailsec renders, with no error or warning.
+
+Postfix: the installed package's main.cf and master.cf (Debian's main.cf template plus its TLS
+lines, as the package's postinst writes them, when /etc/postfix/main.cf does not exist) are
+copied into a temporary config directory, with the queue and data directories moved there too;
+mailsec renders over them, and `postfix check` and `postconf -n` must pass with nothing on
+stderr (a warning is a failure: it is what a deployment's validation step refuses). `postconf
+-h` and `postmap -q` then show that Postfix reads the policy's values and the blacklist map.
+
+Dovecot: the rendered 2.3 snippet is included by a minimal dovecot.conf with the test's own
+paths and read by the installed `doveconf` (2.3.19). No Dovecot 2.4 is installed here, so the
+2.4 snippet is checked for its shape in test_render.py only; what this file does show is that
+2.3 refuses it, which is why the version is detected rather than assumed.
+
+OpenDKIM: both instances' configuration, with generated keys, pass `opendkim -n`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dns_records.dkim import DkimAlgorithm, generate_key
+from dns_records.opendkim import SigningKey
+from hosts.policy import (
+    BlacklistEntry,
+    DnsblMode,
+    DnsblSite,
+    PolicyValues,
+    ReverseDnsCheck,
+    TlsVersion,
+)
+from hosts.render import HostFacts, RenderedFiles, render_host
+from hosts.render.dovecot import render_dovecot
+from tests.servers import missing
+
+PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+DEBIAN_MAIN = [Path("/usr/share/postfix/main.cf.debian"), Path("/usr/share/postfix/main.cf.tls")]
+
+
+def binary(name: str) -> str:
+    found = shutil.which(name, path=PATH)
+    if found is None:
+        missing(f"{name} is not installed (scripts/install-system-deps installs it)")
+    assert found is not None
+    return found
+
+
+def run(*command: str) -> str:
+    """Run a real tool; anything on stderr or a non-zero exit fails the test."""
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, f"{command}: exit {result.returncode}\n{result.stderr}"
+    assert result.stderr == "", f"{command} wrote to stderr:\n{result.stderr}"
+    return result.stdout
+
+
+def packaged_main_cf() -> bytes:
+    live = Path("/etc/postfix/main.cf")
+    if live.exists():
+        return live.read_bytes()
+    if not all(p.exists() for p in DEBIAN_MAIN):
+        missing("neither /etc/postfix/main.cf nor Debian's main.cf template is installed")
+    return b"".join(p.read_bytes() for p in DEBIAN_MAIN)
+
+
+@pytest.fixture
+def postfix_dir(tmp_path: Path) -> Path:
+    """A copy of the packaged configuration whose queue and data directories are the test's."""
+    binary("postfix")
+    directory = tmp_path / "postfix"
+    directory.mkdir()
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "data").mkdir()
+    main = packaged_main_cf()
+    if not main.endswith(b"\n"):
+        main += b"\n"
+    main += (
+        f"queue_directory = {tmp_path / 'spool'}\ndata_directory = {tmp_path / 'data'}\n"
+    ).encode()
+    (directory / "main.cf").write_bytes(main)
+    shutil.copyfile("/etc/postfix/master.cf", directory / "master.cf")
+    return directory
+
+
+def facts(postfix_dir: Path, **changes) -> HostFacts:
+    base = HostFacts(
+        name="mx1",
+        hostname="mx1.example.org",
+        addresses=("192.0.2.25",),
+        domains=("example.org",),
+        blacklist=(
+            BlacklistEntry("198.51.100.0/24", "Spam run"),
+            BlacklistEntry("198.51.100.7", "This host"),
+            BlacklistEntry("2001:db8::/32", ""),
+        ),
+        postfix_config_dir=str(postfix_dir),
+        postfix_queue_directory=str(postfix_dir.parent / "spool"),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def deploy(rendered: RenderedFiles, under: Path) -> None:
+    """Write the rendered files that belong under `under`, with their modes."""
+    for file in rendered:
+        if Path(file.path).is_relative_to(under):
+            Path(file.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(file.path).write_bytes(file.content)
+            Path(file.path).chmod(file.mode)
+
+
+def render_postfix(postfix_dir: Path, policy: PolicyValues, **changes) -> RenderedFiles:
+    current = {
+        str(postfix_dir / n): (postfix_dir / n).read_bytes() for n in ("main.cf", "master.cf")
+    }
+    rendered = render_host(policy, facts(postfix_dir, **changes), current)
+    deploy(rendered, postfix_dir)
+    return rendered
+
+
+def postfix_validates(postfix_dir: Path) -> str:
+    """What a deployment runs on its staging copy; returns `postconf -n`."""
+    postfix = binary("postfix")
+    run(postfix, "-c", str(postfix_dir), "post-install", "create-missing")
+    run(postfix, "-c", str(postfix_dir), "check")
+    return run(binary("postconf"), "-c", str(postfix_dir), "-n")
+
+
+def postconf(postfix_dir: Path, *args: str) -> str:
+    return run(binary("postconf"), "-c", str(postfix_dir), *args).strip()
+
+
+POLICIES = {
+    "defaults": PolicyValues(),
+    "strict": PolicyValues(
+        reverse_dns=ReverseDnsCheck.FORWARD_CONFIRMED,
+        reject_unknown_helo_hostname=True,
+        tls_min_version=TlsVersion.TLS_1_3,
+        rhsbl_client_sites=("dbl.example.net",),
+        rhsbl_sender_sites=("dbl.example.net", "multi.surbl.example"),
+        rhsbl_helo_sites=("dbl.example.net",),
+        dnsbl_sites=(DnsblSite("zen.example.net"),),
+    ),
+    "postscreen": PolicyValues(
+        dnsbl_mode=DnsblMode.POSTSCREEN,
+        dnsbl_sites=(DnsblSite("zen.example.net", 3), DnsblSite("list.dnswl.example", -5)),
+        dnsbl_threshold=2,
+    ),
+    "minimal": PolicyValues(
+        enforce_local_blacklist=False,
+        reverse_dns=ReverseDnsCheck.NONE,
+        helo_required=False,
+        submission_enabled=False,
+        dkim_signing=False,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_postfix_checks_the_rendered_configuration_without_a_warning(postfix_dir, name):
+    render_postfix(postfix_dir, POLICIES[name])
+    assert "message_size_limit = 26214400" in postfix_validates(postfix_dir)
+
+
+def test_the_check_is_one_that_fails_on_a_warning(postfix_dir):
+    """A parameter defined twice makes postconf warn: why the admin's own definitions of a
+    managed parameter are disabled, and proof the check above can fail."""
+    with (postfix_dir / "main.cf").open("ab") as main:
+        main.write(b"biff = yes\nbiff = no\n")
+    with pytest.raises(AssertionError, match="overriding earlier entry"):
+        postfix_validates(postfix_dir)
+
+
+def test_postfix_reads_the_policys_values(postfix_dir):
+    policy = PolicyValues(
+        message_size_limit=20_000_000,
+        mynetworks=("127.0.0.0/8", "192.168.10.0/24", "2001:db8:1::/48"),
+        smtpd_client_connection_count_limit=7,
+        smtpd_client_connection_rate_limit=31,
+        smtpd_client_message_rate_limit=41,
+        smtpd_client_recipient_rate_limit=51,
+        smtpd_error_sleep_time=3,
+        smtpd_soft_error_limit=4,
+        smtpd_hard_error_limit=9,
+        anvil_rate_time_unit=120,
+    )
+    render_postfix(postfix_dir, policy, opendkim_ports=(12301, 12302))
+    postfix_validates(postfix_dir)
+    expected = {
+        "message_size_limit": "20000000",
+        "mynetworks": "127.0.0.0/8, 192.168.10.0/24, [2001:db8:1::]/48",
+        "smtpd_client_connection_count_limit": "7",
+        "smtpd_client_connection_rate_limit": "31",
+        "smtpd_client_message_rate_limit": "41",
+        "smtpd_client_recipient_rate_limit": "51",
+        "smtpd_error_sleep_time": "3s",
+        "smtpd_soft_error_limit": "4",
+        "smtpd_hard_error_limit": "9",
+        "anvil_rate_time_unit": "120s",
+        "smtpd_tls_auth_only": "yes",
+        "smtpd_helo_required": "yes",
+        "myhostname": "mx1.example.org",
+        "smtpd_milters": "inet:127.0.0.1:12301, inet:127.0.0.1:12302",
+        "milter_default_action": "accept",
+        "smtpd_relay_restrictions": (
+            "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"
+        ),
+        "smtpd_client_restrictions": (
+            f"check_client_access cidr:{postfix_dir}/mailsec/client_blacklist.cidr, "
+            "permit_mynetworks, permit_sasl_authenticated, reject_unknown_reverse_client_hostname"
+        ),
+    }
+    for name, value in expected.items():
+        assert postconf(postfix_dir, "-h", name) == value, name
+
+
+def test_postfix_reads_the_submission_service(postfix_dir):
+    render_postfix(postfix_dir, PolicyValues())
+    postfix_validates(postfix_dir)
+    options = {
+        "smtpd_tls_security_level": "encrypt",
+        "smtpd_sasl_auth_enable": "yes",
+        "smtpd_sasl_type": "dovecot",
+        "smtpd_sasl_path": "private/auth",
+        "smtpd_tls_auth_only": "yes",
+        "smtpd_client_restrictions": "permit_sasl_authenticated,reject",
+    }
+    for name, value in options.items():
+        assert postconf(postfix_dir, "-P", f"submission/inet/{name}") == (
+            f"submission/inet/{name} = {value}"
+        )
+
+
+def test_postscreen_takes_over_the_smtp_port(postfix_dir):
+    render_postfix(postfix_dir, POLICIES["postscreen"])
+    postfix_validates(postfix_dir)
+    assert postconf(postfix_dir, "-M", "smtp/inet").split()[-1] == "postscreen"
+    assert postconf(postfix_dir, "-M", "smtpd/pass").split()[-1] == "smtpd"
+    assert postconf(postfix_dir, "-h", "postscreen_dnsbl_sites") == (
+        "zen.example.net*3, list.dnswl.example*-5"
+    )
+
+
+def test_the_admins_conflicting_lines_are_disabled_and_postfix_does_not_warn(postfix_dir):
+    with (postfix_dir / "main.cf").open("ab") as main:
+        main.write(b"message_size_limit = 5000\nmynetworks = 10.0.0.0/8,\n    172.16.0.0/12\n")
+    with (postfix_dir / "master.cf").open("ab") as master:
+        master.write(b"submission inet n - y - - smtpd\n  -o smtpd_tls_security_level=may\n")
+    render_postfix(postfix_dir, PolicyValues())
+    postfix_validates(postfix_dir)
+    assert postconf(postfix_dir, "-h", "message_size_limit") == "26214400"
+    assert postconf(postfix_dir, "-h", "mynetworks") == "127.0.0.0/8, [::1]/128"
+    assert postconf(postfix_dir, "-P", "submission/inet/smtpd_tls_security_level") == (
+        "submission/inet/smtpd_tls_security_level = encrypt"
+    )
+
+
+def test_rendering_twice_over_the_live_files_changes_nothing(postfix_dir):
+    first = render_postfix(postfix_dir, POLICIES["strict"])
+    second = render_postfix(postfix_dir, POLICIES["strict"])
+    assert second == first
+
+
+def test_postfix_refuses_the_blacklisted_networks_with_their_reasons(postfix_dir):
+    render_postfix(postfix_dir, PolicyValues())
+    postfix_validates(postfix_dir)
+    table = f"cidr:{postfix_dir}/mailsec/client_blacklist.cidr"
+    postmap = binary("postmap")
+
+    def lookup(address: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [postmap, "-c", str(postfix_dir), "-q", address, table],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    assert lookup("198.51.100.7").stdout == "REJECT This host\n"
+    assert lookup("198.51.100.8").stdout == "REJECT Spam run\n"
+    assert lookup("2001:db8::25").stdout == "REJECT Blocked by local policy\n"
+    unlisted = lookup("192.0.2.1")
+    assert unlisted.returncode == 1 and unlisted.stdout == "" and unlisted.stderr == ""
+
+
+# --- Dovecot --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dovecot_conf(tmp_path: Path) -> Path:
+    """A standalone dovecot.conf with the test's paths, including conf.d/*.conf."""
+    binary("doveconf")
+    directory = tmp_path / "dovecot"
+    (directory / "conf.d").mkdir(parents=True)
+    (directory / "run").mkdir()
+    subprocess.run(
+        [
+            binary("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=mx1.example.org",
+            "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem"),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    conf = directory / "dovecot.conf"
+    conf.write_text(
+        f"base_dir = {directory / 'run'}\n"
+        "instance_name = mailsec-render-test\n"
+        "listen = 127.0.0.60\n"
+        f"log_path = {directory / 'dovecot.log'}\n"
+        "protocols = imap pop3\n"
+        f"ssl_cert = <{directory / 'cert.pem'}\n"
+        f"ssl_key = <{directory / 'key.pem'}\n"
+        "passdb {\n  driver = static\n  args = password=test\n}\n"
+        f"userdb {{\n  driver = static\n  args = uid=65534 gid=65534 home={directory}/%u\n}}\n"
+        "!include conf.d/*.conf\n"
+    )
+    return conf
+
+
+def dovecot_host(conf: Path, **changes) -> HostFacts:
+    base = HostFacts(
+        name="mx1",
+        hostname="mx1.example.org",
+        dovecot_version="2.3.19.1 (9b53102964)",
+        dovecot_config_dir=str(conf.parent),
+        postfix_queue_directory=str(conf.parent / "spool"),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def doveconf(conf: Path, *args: str) -> str:
+    return run(binary("doveconf"), "-c", str(conf), *args)
+
+
+def test_dovecot_reads_the_rendered_2_3_snippet(dovecot_conf):
+    policy = PolicyValues(
+        tls_min_version=TlsVersion.TLS_1_3,
+        dovecot_mail_max_userip_connections=7,
+        dovecot_login_process_limit=33,
+        dovecot_auth_failure_delay=4,
+    )
+    rendered = render_host(policy, dovecot_host(dovecot_conf), {})
+    deploy(rendered, dovecot_conf.parent)
+    assert (dovecot_conf.parent / "conf.d" / "99-mailsec.conf").exists()
+    config = doveconf(dovecot_conf, "-n")
+    assert "ssl = required\n" in config
+    assert f"  unix_listener {dovecot_conf.parent}/spool/private/auth {{\n" in config
+    assert "service imap-login {\n  process_limit = 33\n}" in config
+    values = {
+        "ssl": "required",
+        "ssl_min_protocol": "TLSv1.3",
+        "disable_plaintext_auth": "yes",
+        "mail_max_userip_connections": "7",
+        "auth_failure_delay": "4 secs",
+    }
+    for name, value in values.items():
+        assert doveconf(dovecot_conf, "-h", name).strip() == value, name
+
+
+def test_dovecot_2_3_refuses_the_2_4_snippet_so_the_version_decides(dovecot_conf):
+    snippet = render_dovecot(
+        PolicyValues(), dovecot_host(dovecot_conf, dovecot_version="2.4.1-4 (7d8c0e5759)")
+    )
+    (dovecot_conf.parent / "conf.d" / "99-mailsec.conf").write_bytes(snippet)
+    with pytest.raises(AssertionError, match="auth_allow_cleartext"):
+        doveconf(dovecot_conf, "-n")
+
+
+# --- OpenDKIM -------------------------------------------------------------------------------------
+
+
+def test_opendkim_accepts_both_instances_configuration(tmp_path):
+    opendkim = binary("opendkim")
+    keys = (
+        SigningKey("example.org", "r1", "rsa", generate_key(DkimAlgorithm.RSA).private_pem),
+        SigningKey("example.org", "e1", "ed25519", generate_key(DkimAlgorithm.ED25519).private_pem),
+    )
+    host = HostFacts(
+        name="mx1",
+        hostname="mx1.example.org",
+        domains=("example.org",),
+        dkim_keys=keys,
+        opendkim_config_dir=str(tmp_path / "opendkim"),
+        opendkim_run_dir=str(tmp_path / "run"),
+        opendkim_user=pwd.getpwuid(os.getuid()).pw_name,
+        opendkim_address="127.0.0.60",
+    )
+    rendered = render_host(PolicyValues(), host, {})
+    deploy(rendered, tmp_path / "opendkim")
+    for algorithm in ("rsa", "ed25519"):
+        run(opendkim, "-n", "-x", str(tmp_path / "opendkim" / f"mailsec-{algorithm}.conf"))
+    broken = tmp_path / "opendkim" / "mailsec-rsa.conf"
+    broken.write_bytes(broken.read_bytes() + b"NoSuchSetting yes\n")
+    with pytest.raises(AssertionError, match="unrecognized parameter"):
+        run(opendkim, "-n", "-x", str(broken))
