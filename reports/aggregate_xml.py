@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import codecs
 import ipaddress
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +59,11 @@ MAX_EARLY_RECORDS = 10_000
 MAX_COUNT = 10**12
 # Timestamps beyond the year 9999 are refused.
 MAX_TIMESTAMP = 253_402_300_799
+
+_DECLARATION = b"<!DOCTYPE"
+_ENTITY = b"<!ENTITY"
+# What lxml raises on input it cannot read (an unknown declared encoding is a LookupError).
+_LXML_ERRORS = (etree.LxmlError, LookupError, ValueError)
 
 _TAGS = ("{*}record", "{*}report_metadata", "{*}policy_published", "{*}version")
 
@@ -155,22 +161,71 @@ def _refuse_declaration(*_args: object) -> None:
     raise Rejection("forbidden_dtd", "the document declares a DTD or an entity")
 
 
-def well_formedness_error(stream: Reader) -> str | None:
-    """Read the whole stream with expat; the first error as 'message: line L, column C'."""
+def _occurrences(pattern: bytes, previous: bytes, data: bytes) -> int:
+    """Occurrences of `pattern` in `data` or straddling the end of `previous` and `data`."""
+    reach = len(pattern) - 1
+    return data.count(pattern) + (previous[-reach:] + data[:reach]).count(pattern)
+
+
+def _occurs(pattern: bytes, previous: bytes, data: bytes) -> bool:
+    reach = len(pattern) - 1
+    return pattern in data or pattern in previous[-reach:] + data[:reach]
+
+
+class WellFormedness:
+    """What the expat pass found: the first error, and what recovery must account for."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+        # Closing record tags ("</record>", and prefixed "<x:record>" / "</x:record>" pairs).
+        self.plain_record_ends = 0
+        self.prefixed_record_tags = 0
+        self.tail = b""
+
+    @property
+    def expected_records(self) -> int:
+        return self.plain_record_ends + self.prefixed_record_tags // 2
+
+    @property
+    def closes_feedback(self) -> bool:
+        """Whether the document ends with </feedback> (then perhaps a wrapper's end tags)."""
+        return _CLOSED_FEEDBACK.search(self.tail) is not None
+
+
+_CLOSED_FEEDBACK = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?feedback\s*>(?:\s*</[^<>]*>)*\s*$")
+
+
+def check_well_formed(stream: Reader) -> WellFormedness:
+    """Read the whole stream with expat, noting the first error as 'message: line L, column C'.
+
+    The stream is read to its end even after an error, so a truncated or oversized archive is
+    still refused here. A DTD or entity declaration anywhere, even past the root element where
+    it is only a syntax error, is refused outright: recovery must never meet one. Record end
+    tags are counted (with `bytes.count`, at C speed) so that a recovered parse that lost
+    records is caught.
+    """
     parser = expat.ParserCreate(namespace_separator=" ")
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     parser.StartDoctypeDeclHandler = _refuse_declaration
     parser.EntityDeclHandler = _refuse_declaration
-    error: str | None = None
+    found = WellFormedness()
+    previous = b""
     while True:
         data = stream.read(CHUNK)
-        if error is None:
+        if _occurs(_DECLARATION, previous, data) or _occurs(_ENTITY, previous, data):
+            raise Rejection("forbidden_dtd", "the document declares a DTD or an entity")
+        found.plain_record_ends += _occurrences(b"</record>", previous, data)
+        found.prefixed_record_tags += _occurrences(b":record>", previous, data)
+        if data:
+            previous = data
+            found.tail = (found.tail + data)[-512:]
+        if found.error is None:
             try:
                 parser.Parse(data, not data)
             except expat.ExpatError as problem:
-                error = str(problem)
+                found.error = str(problem)
         if not data:
-            return error
+            return found
 
 
 # --- 3. the header and the records ---------------------------------------------------------
@@ -411,9 +466,12 @@ def _release(element: Any) -> None:
             del parent[0]
 
 
-def _syntax_rejection(error: etree.XMLSyntaxError) -> Rejection:
-    line = f"line {error.lineno}, column {error.offset}: " if error.lineno else ""
-    return Rejection("malformed_xml", f"{line}{error.msg}")
+def _syntax_rejection(error: Exception) -> Rejection:
+    if isinstance(error, etree.XMLSyntaxError) and error.lineno:
+        return Rejection(
+            "malformed_xml", f"line {error.lineno}, column {error.offset}: {error.msg}"
+        )
+    return Rejection("malformed_xml", str(error)[:200])
 
 
 class AggregateXmlDocument:
@@ -427,7 +485,9 @@ class AggregateXmlDocument:
         stream: Reader,
         *,
         max_records: int,
+        expected_records: int | None = None,
     ) -> None:
+        self._expected = expected_records
         self._header = header
         self._events = events
         self._early = early
@@ -463,7 +523,13 @@ class AggregateXmlDocument:
                     yield record
                 else:
                     _release(element)
-        except etree.XMLSyntaxError as error:
+            if self._expected is not None and number != self._expected:
+                raise Rejection(
+                    "malformed_xml",
+                    f"recovering the malformed XML gave {number} records where the document "
+                    f"closes {self._expected}",
+                )
+        except _LXML_ERRORS as error:
             raise _syntax_rejection(error) from None
         finally:
             self._stream.close()
@@ -480,9 +546,13 @@ def parse_aggregate(
     stream = open_stream()
     try:
         head, root = read_prolog(stream)
-        error = well_formedness_error(_Chain(head, stream))
+        checked = check_well_formed(_Chain(head, stream))
     finally:
         stream.close()
+    error = checked.error
+    if error is not None and not checked.closes_feedback:
+        # Recovery would close the elements itself and hand out a cut-off report as whole.
+        raise Rejection("malformed_xml", f"{error} (the report does not end with </feedback>)")
     local_root = root.rpartition(":")[2]
     if error is None and local_root != "feedback":
         raise Rejection("not_aggregate_xml", f"the root element is <{root}>, not <feedback>")
@@ -494,6 +564,7 @@ def parse_aggregate(
             stream,
             recover=error is not None,
             error=error,
+            expected_records=checked.expected_records,
             root=root,
             max_records=max_records,
             fallback_org=fallback_org,
@@ -508,6 +579,7 @@ def _parse_header(
     *,
     recover: bool,
     error: str | None,
+    expected_records: int,
     root: str,
     max_records: int,
     fallback_org: str,
@@ -550,7 +622,7 @@ def _parse_header(
             _release(element)
             if header.complete:
                 break
-    except etree.XMLSyntaxError as problem:
+    except _LXML_ERRORS as problem:
         raise _syntax_rejection(problem) from None
     if not header.complete:
         if error is not None:
@@ -569,7 +641,14 @@ def _parse_header(
         if error is not None:
             raise Rejection("malformed_xml", f"{error} ({problem.detail})") from None
         raise
-    return AggregateXmlDocument(built, iterator, early, stream, max_records=max_records)
+    return AggregateXmlDocument(
+        built,
+        iterator,
+        early,
+        stream,
+        max_records=max_records,
+        expected_records=expected_records if recover else None,
+    )
 
 
 class _Chain:

@@ -33,6 +33,8 @@ _WHITESPACE = b" \t\r\n"
 # How far into a stream to look for its first meaningful byte.
 SNIFF_BYTES = 64 * 1024
 CHUNK = 64 * 1024
+# Compressed input fed to zlib at a time: the ratio is judged against what was consumed.
+_GUNZIP_INPUT = 16 * 1024
 GIB = 1024**3
 MIB = 1024**2
 
@@ -117,9 +119,18 @@ class Payload:
 class _Bounded:
     """A read-only stream over a decompressor that enforces the limits on what it produces."""
 
-    def __init__(self, inner: Reader, *, compressed_size: int, limits: Limits, what: str) -> None:
+    def __init__(
+        self,
+        inner: Reader,
+        *,
+        consumed: Callable[[], int],
+        limits: Limits,
+        what: str,
+        declared_size: int | None = None,
+    ) -> None:
         self._inner = inner
-        self._compressed = max(compressed_size, 1)
+        self._declared_size = declared_size
+        self._consumed = consumed
         self._limits = limits
         self._what = what
         self.produced = 0
@@ -135,6 +146,13 @@ class _Bounded:
             raise Rejection("corrupt_archive", f"{self._what}: {error}") from None
         except (NotImplementedError, RuntimeError, ValueError, struct.error) as error:
             raise Rejection("corrupt_archive", f"{self._what}: {error}") from None
+        if not data and size and self._declared_size not in (None, self.produced):
+            # zipfile stops at the declared size and checks the CRC, but a member that ends
+            # before its declared size with a matching CRC would pass: the header lies.
+            raise Rejection(
+                "corrupt_archive",
+                f"{self._what} declares {self._declared_size} bytes but holds {self.produced}",
+            )
         self.produced += len(data)
         limits = self._limits
         if self.produced > limits.max_decompressed_bytes:
@@ -142,15 +160,14 @@ class _Bounded:
                 "too_large",
                 f"{self._what} decompresses to more than {limits.max_decompressed_bytes} bytes",
             )
-        if (
-            self.produced > limits.ratio_grace_bytes
-            and self.produced > limits.max_ratio * self._compressed
-        ):
-            raise Rejection(
-                "compression_ratio",
-                f"{self._what}: {self._compressed} compressed bytes gave more than "
-                f"{self.produced} bytes (over {limits.max_ratio}:1)",
-            )
+        if self.produced > limits.ratio_grace_bytes:
+            consumed = max(self._consumed(), 1)
+            if self.produced > limits.max_ratio * consumed:
+                raise Rejection(
+                    "compression_ratio",
+                    f"{self._what}: {consumed} compressed bytes gave {self.produced} bytes "
+                    f"(over {limits.max_ratio}:1)",
+                )
         return data
 
     def close(self) -> None:
@@ -191,12 +208,17 @@ class _Gunzip:
         self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._finished = False
 
+    @property
+    def consumed(self) -> int:
+        """Compressed bytes taken in so far (read ahead by at most one input chunk)."""
+        return self._at - len(self._tail)
+
     def read(self, size: int) -> bytes:
         while not self._finished:
             if self._tail:
                 chunk = self._tail
             else:
-                chunk = bytes(self._data[self._at : self._at + CHUNK])
+                chunk = bytes(self._data[self._at : self._at + _GUNZIP_INPUT])
                 self._at += len(chunk)
                 if not chunk:
                     raise EOFError("the gzip stream is truncated")
@@ -219,9 +241,23 @@ class _Gunzip:
 
 def _gzip_opener(data: bytes, limits: Limits, what: str) -> Opener:
     def open_stream() -> Reader:
-        return _Bounded(_Gunzip(data), compressed_size=len(data), limits=limits, what=what)
+        inner = _Gunzip(data)
+        return _Bounded(inner, consumed=lambda: inner.consumed, limits=limits, what=what)
 
     return open_stream
+
+
+class _CountingBytes(io.BytesIO):
+    """An archive's bytes, counting what is read from them (compressed bytes consumed)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.consumed = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        self.consumed += len(data)
+        return data
 
 
 def _member_opener(data: bytes, info: zipfile.ZipInfo, limits: Limits) -> Opener:
@@ -229,13 +265,21 @@ def _member_opener(data: bytes, info: zipfile.ZipInfo, limits: Limits) -> Opener
 
     def open_stream() -> Reader:
         try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
-            inner = archive.open(info.filename)
+            source = _CountingBytes(data)
+            archive = zipfile.ZipFile(source)
+            inner = archive.open(info)
+            opened_at = source.consumed
         except Rejection:
             raise
         except Exception as error:  # any failure to open untrusted zip data
             raise Rejection("corrupt_archive", f"{what}: {error}") from None
-        return _Bounded(inner, compressed_size=len(data), limits=limits, what=what)
+        return _Bounded(
+            inner,
+            consumed=lambda: source.consumed - opened_at,
+            limits=limits,
+            what=what,
+            declared_size=info.file_size,
+        )
 
     return open_stream
 
