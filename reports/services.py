@@ -216,9 +216,12 @@ def _enqueue_parse(message_id: int) -> None:
         current_app.send_task(
             "reports.tasks.parse_raw_message", kwargs={"raw_message_id": message_id}
         )
-    except Exception:
+    except Exception as exc:
         logger.warning(
-            "could not queue the parse of raw message %s; the sweep will", message_id, exc_info=True
+            "could not queue the parse of raw message %s (%s: %s); the sweep will",
+            message_id,
+            type(exc).__name__,
+            exc,
         )
 
 
@@ -889,12 +892,12 @@ def _require_write(actor: Actor, organisation: Organisation) -> None:
 
 def _require_message_admin(actor: Actor, message: RawMessage) -> None:
     """An organisation's admins and owners act on its messages; a message of no organisation
-    (SMTP or pipe ingest, domain unknown) is for staff only."""
+    (SMTP or pipe ingest, domain unknown) is for superusers only, as the quarantine lists it."""
     if actor is None or not actor.is_authenticated:
         raise PermissionDenied("Sign in first.")
     if message.organisation is None:
-        if not (isinstance(actor, User) and (actor.is_staff or actor.is_superuser)):
-            raise PermissionDenied("Only staff can act on messages of no organisation.")
+        if not (isinstance(actor, User) and actor.is_superuser):
+            raise PermissionDenied("Only superusers can act on messages of no organisation.")
         return
     _require_write(actor, message.organisation)
 
