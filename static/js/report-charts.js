@@ -1,0 +1,59 @@
+// Draws the report pages' charts with uPlot from the JSON each page embeds (json_script):
+// <div data-chart="ID"> names the <script type="application/json" id="ID"> holding
+// {"x": [unix seconds, ...], "series": [{"label", "kind": "pass"|"fail", "values": [...]}]}.
+// No inline script: the strict CSP allows none, so pages carry data and this file draws it.
+(function () {
+  "use strict";
+  var COLOURS = { pass: "#1d7a46", fail: "#b42318" };
+  var HEIGHT = 260;
+  var plots = [];
+
+  function draw(element) {
+    if (element.getAttribute("data-drawn") === "1" || typeof window.uPlot === "undefined") { return; }
+    var source = document.getElementById(element.getAttribute("data-chart"));
+    if (!source) { return; }
+    var data;
+    try { data = JSON.parse(source.textContent); } catch (error) { return; }
+    var series = [{}];
+    var columns = [data.x];
+    data.series.forEach(function (item) {
+      var colour = COLOURS[item.kind] || "#1f5fbf";
+      series.push({
+        label: item.label,
+        stroke: colour,
+        fill: colour + "22",
+        width: 2,
+        points: { show: data.x.length <= 31 }
+      });
+      columns.push(item.values);
+    });
+    var plot = new window.uPlot({
+      width: Math.max(element.clientWidth, 300),
+      height: HEIGHT,
+      series: series,
+      scales: { x: { time: true } },
+      axes: [{}, { size: 60 }],
+      tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); }
+    }, columns, element);
+    element.setAttribute("data-drawn", "1");
+    plots.push({ plot: plot, element: element });
+  }
+
+  function drawAll() {
+    plots = plots.filter(function (entry) { return document.body.contains(entry.element); });
+    Array.prototype.forEach.call(document.querySelectorAll("[data-chart]"), draw);
+  }
+
+  var resizing = 0;
+  window.addEventListener("resize", function () {
+    window.clearTimeout(resizing);
+    resizing = window.setTimeout(function () {
+      plots.forEach(function (entry) {
+        entry.plot.setSize({ width: Math.max(entry.element.clientWidth, 300), height: HEIGHT });
+      });
+    }, 150);
+  });
+  document.addEventListener("DOMContentLoaded", drawAll);
+  // The range switch swaps the page body in: draw the chart it brings.
+  document.addEventListener("htmx:afterSettle", drawAll);
+})();
