@@ -332,6 +332,14 @@ def parse_network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Networ
         ) from None
 
 
+# IPv6 prefixes that carry every IPv4 address in their last 32 bits (IPv4-mapped, NAT64): a
+# /96 of these is all of IPv4, so their width is judged as the IPv4 part's.
+_IPV4_EMBEDDING = (
+    ipaddress.IPv6Network("::ffff:0:0/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+)
+
+
 def _is_loopback(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     return network.network_address.is_loopback and network.broadcast_address.is_loopback
 
@@ -347,6 +355,10 @@ def mynetworks_error(value: object) -> str | None:
     if _is_loopback(network):
         return None
     limit = MYNETWORKS_MIN_PREFIX_V4 if network.version == 4 else MYNETWORKS_MIN_PREFIX_V6
+    if isinstance(network, ipaddress.IPv6Network) and any(
+        network.overlaps(embedding) for embedding in _IPV4_EMBEDDING
+    ):
+        limit = 96 + MYNETWORKS_MIN_PREFIX_V4
     if network.prefixlen < limit:
         return (
             f"{network} is wider than /{limit}: trusting that many addresses to relay without "

@@ -13,6 +13,7 @@ Nothing is rendered from a policy or host that fails validation: `RenderError` c
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -52,6 +53,10 @@ class HostFile:
     content: bytes
     mode: int
     secret: bool = False
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ def render_host(
     )
     if policy.dkim_signing:
         files += [
-            HostFile(f.path, f.content, f.mode, f.secret) for f in render_opendkim_files(host)
+            HostFile(f.path, f.content, f.mode, f.secret)
+            for f in render_opendkim_files(host, policy.mynetworks)
         ]
     return RenderedFiles(tuple(files))

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from dns_records.opendkim import SigningKey
+from dns_records.opendkim import SigningKey, render_opendkim
 from hosts.policy import BlacklistEntry, FieldError, blacklist_errors, domain_error
 
 _PATH = re.compile(r"^/(?:[A-Za-z0-9._+-]+/?)*$")
@@ -165,7 +165,15 @@ def validate_host(host: HostFacts) -> list[FieldError]:
                 FieldError("extra_milters", f"{milter!r} is not inet:HOST:PORT or unix:/PATH.")
             )
     served = set(host.domains)
+    try:
+        # The same checks the files get: DNS-name domains and selectors, known algorithms,
+        # no selector twice for a domain.
+        render_opendkim(host.dkim_keys)
+    except ValueError as exc:
+        errors.append(FieldError("dkim_keys", str(exc)))
     for key in host.dkim_keys:
+        if not isinstance(key.private_pem, bytes) or not key.private_pem.startswith(b"-----BEGIN "):
+            errors.append(FieldError("dkim_keys", f"{key.selector}: the private key is not PEM."))
         if key.domain not in served:
             errors.append(
                 FieldError(

@@ -12,6 +12,7 @@ them.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dns_records.dkim import DkimAlgorithm
@@ -19,6 +20,7 @@ from dns_records.opendkim import PRIVATE_KEY_MODE, instance_settings, render_ope
 from hosts.render.facts import HostFacts
 
 CONF_MODE = 0o644
+INTERNAL_HOSTS = "mailsec-internal-hosts"
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,11 @@ def conf_name(algorithm: DkimAlgorithm) -> str:
 
 
 def render_instance_conf(host: HostFacts, algorithm: DkimAlgorithm) -> bytes:
-    """One instance's opendkim.conf: signing only, on its loopback port, its own tables."""
+    """One instance's opendkim.conf: signing only, on its loopback port, its own tables.
+
+    OpenDKIM signs for clients that authenticated and for `InternalHosts`, which mailsec sets
+    to the policy's mynetworks: the hosts trusted to relay are the ones whose mail is signed.
+    """
     config_dir = host.opendkim_config_dir.rstrip("/")
     port = host.opendkim_ports[0 if algorithm is DkimAlgorithm.RSA else 1]
     address = host.opendkim_address
@@ -52,13 +58,21 @@ def render_instance_conf(host: HostFacts, algorithm: DkimAlgorithm) -> bytes:
         f"PidFile {run_dir}/mailsec-{algorithm}.pid\n"
         f"UserID {host.opendkim_user}\n"
         "Canonicalization relaxed/simple\n"
-        "OversignHeaders From\n" + instance_settings(str(algorithm), config_dir=config_dir)
+        "OversignHeaders From\n"
+        f"InternalHosts file:{config_dir}/{INTERNAL_HOSTS}\n"
+        + instance_settings(str(algorithm), config_dir=config_dir)
     )
     return text.encode("ascii")
 
 
-def render_opendkim_files(host: HostFacts) -> list[OpendkimFile]:
-    """Both instances' configuration, then their tables, then the keys (sorted)."""
+def render_internal_hosts(mynetworks: Sequence[str]) -> bytes:
+    """OpenDKIM's InternalHosts data set: one network per line, IPv6 in lower case."""
+    networks = [str(ipaddress.ip_network(text)) for text in mynetworks]
+    return "".join(f"{network}\n" for network in networks).encode("ascii")
+
+
+def render_opendkim_files(host: HostFacts, mynetworks: Sequence[str]) -> list[OpendkimFile]:
+    """Both instances' configuration and internal hosts, then their tables, then the keys."""
     config_dir = host.opendkim_config_dir.rstrip("/")
     files = [
         OpendkimFile(
@@ -69,6 +83,14 @@ def render_opendkim_files(host: HostFacts) -> list[OpendkimFile]:
         )
         for algorithm in (DkimAlgorithm.RSA, DkimAlgorithm.ED25519)
     ]
+    files.append(
+        OpendkimFile(
+            f"{config_dir}/{INTERNAL_HOSTS}",
+            render_internal_hosts(mynetworks),
+            CONF_MODE,
+            secret=False,
+        )
+    )
     for rendered in render_opendkim(host.dkim_keys, key_dir=f"{config_dir}/keys"):
         files.append(
             OpendkimFile(

@@ -91,8 +91,20 @@ def test_networks_wider_than_the_limit_are_refused(network):
     assert "wider than" in errors_for(mynetworks=(network,))["mynetworks"][0]
 
 
+@pytest.mark.parametrize("network", ["::ffff:0:0/96", "::ffff:0:0/104", "64:ff9b::/96"])
+def test_ipv6_prefixes_carrying_all_of_ipv4_are_judged_by_their_ipv4_width(network):
+    assert "wider than /112" in errors_for(mynetworks=(network,))["mynetworks"][0]
+
+
 @pytest.mark.parametrize(
-    "networks", [("127.0.0.0/8",), ("192.168.10.0/24", "10.1.0.0/16"), ("2001:db8:1::/48",), ()]
+    "networks",
+    [
+        ("::ffff:c000:200/120",),
+        ("127.0.0.0/8",),
+        ("192.168.10.0/24", "10.1.0.0/16"),
+        ("2001:db8:1::/48",),
+        (),
+    ],
 )
 def test_loopback_and_narrow_networks_are_accepted(networks):
     assert errors_for(mynetworks=networks) == {}

@@ -56,7 +56,8 @@ ADMIN_MASTER = (
 
 
 def key(domain: str = "example.org", selector: str = "r1", algorithm: str = "rsa") -> SigningKey:
-    return SigningKey(domain, selector, algorithm, f"PRIVATE {algorithm} {selector}\n".encode())
+    pem = f"-----BEGIN PRIVATE KEY-----\n{algorithm} {selector}\n-----END PRIVATE KEY-----\n"
+    return SigningKey(domain, selector, algorithm, pem.encode())
 
 
 def host(**changes) -> HostFacts:
@@ -103,6 +104,7 @@ def test_the_files_come_in_a_fixed_order_with_their_modes():
         (SNIPPET, 0o644, False),
         ("/etc/opendkim/mailsec-rsa.conf", 0o644, False),
         ("/etc/opendkim/mailsec-ed25519.conf", 0o644, False),
+        ("/etc/opendkim/mailsec-internal-hosts", 0o644, False),
         ("/etc/opendkim/KeyTable", 0o644, False),
         ("/etc/opendkim/SigningTable", 0o644, False),
         ("/etc/opendkim/ed25519/KeyTable", 0o644, False),
@@ -519,6 +521,42 @@ def test_each_opendkim_instance_listens_on_its_own_port_with_its_own_tables():
         b"r1._domainkey.example.org example.org:r1:/etc/opendkim/keys/example.org/r1.private\n"
     )
     assert rendered["/etc/opendkim/keys/example.org/r1.private"].content == key().private_pem
+
+
+def test_opendkim_signs_for_the_policys_mynetworks():
+    policy = PolicyValues(mynetworks=("127.0.0.0/8", "192.168.10.0/24", "2001:DB8:1::/48"))
+    rendered = render(policy).by_path()
+    assert rendered["/etc/opendkim/mailsec-internal-hosts"].content == (
+        b"127.0.0.0/8\n192.168.10.0/24\n2001:db8:1::/48\n"
+    )
+    for algorithm in ("rsa", "ed25519"):
+        conf = rendered[f"/etc/opendkim/mailsec-{algorithm}.conf"].content
+        assert b"InternalHosts file:/etc/opendkim/mailsec-internal-hosts\n" in conf
+
+
+@pytest.mark.parametrize(
+    ("bad_key", "words"),
+    [
+        (key(selector="../r1"), "selector cannot start or end with a dot"),
+        (key(domain="example.org\nx"), "not a domain and selector"),
+        (key(algorithm="dsa"), "not rsa or ed25519"),
+        (SigningKey("example.org", "r9", "rsa", b"not a key"), "not PEM"),
+        (SigningKey("example.org", "r9", "rsa", "text"), "not PEM"),  # type: ignore[arg-type]
+    ],
+)
+def test_keys_that_cannot_be_written_safely_are_refused(bad_key, words):
+    with pytest.raises(RenderError, match=words):
+        render(facts=host(dkim_keys=(bad_key,)))
+
+
+def test_a_selector_used_twice_for_a_domain_is_refused():
+    with pytest.raises(RenderError, match="share a domain and selector"):
+        render(facts=host(dkim_keys=(key(), key(algorithm="ed25519"))))
+
+
+def test_each_file_carries_its_hash():
+    for file in render():
+        assert file.sha256 == hashlib.sha256(file.content).hexdigest()
 
 
 def test_a_key_for_a_domain_the_host_does_not_serve_is_refused():

@@ -392,11 +392,28 @@ def test_opendkim_accepts_both_instances_configuration(tmp_path):
         opendkim_user=pwd.getpwuid(os.getuid()).pw_name,
         opendkim_address="127.0.0.60",
     )
-    rendered = render_host(PolicyValues(), host, {})
-    deploy(rendered, tmp_path / "opendkim")
+    policy = PolicyValues(mynetworks=("127.0.0.0/8", "::1/128", "2001:db8:1::/48"))
+    rendered = render_host(policy, host, {})
+    directory = tmp_path / "opendkim"
+    deploy(rendered, directory)
     for algorithm in ("rsa", "ed25519"):
-        run(opendkim, "-n", "-x", str(tmp_path / "opendkim" / f"mailsec-{algorithm}.conf"))
-    broken = tmp_path / "opendkim" / "mailsec-rsa.conf"
-    broken.write_bytes(broken.read_bytes() + b"NoSuchSetting yes\n")
+        run(opendkim, "-n", "-x", str(directory / f"mailsec-{algorithm}.conf"))
+
+
+def test_opendkims_check_reads_the_data_sets_and_fails_on_a_bad_line(tmp_path):
+    """What makes the check above mean something: -n opens the tables and internal hosts."""
+    opendkim = binary("opendkim")
+    host = HostFacts(
+        name="mx1",
+        hostname="mx1.example.org",
+        opendkim_config_dir=str(tmp_path / "opendkim"),
+        opendkim_user=pwd.getpwuid(os.getuid()).pw_name,
+    )
+    deploy(render_host(PolicyValues(), host, {}), tmp_path / "opendkim")
+    conf = tmp_path / "opendkim" / "mailsec-rsa.conf"
+    (tmp_path / "opendkim" / "mailsec-internal-hosts").unlink()
+    with pytest.raises(AssertionError, match="mailsec-internal-hosts"):
+        run(opendkim, "-n", "-x", str(conf))
+    conf.write_bytes(conf.read_bytes() + b"NoSuchSetting yes\n")
     with pytest.raises(AssertionError, match="unrecognized parameter"):
-        run(opendkim, "-n", "-x", str(broken))
+        run(opendkim, "-n", "-x", str(conf))
