@@ -40,10 +40,14 @@ _DMARC_PASS = Q(dkim_aligned="pass") | Q(spf_aligned="pass")
 
 
 def range_start(days: int, *, today: dt.date | None = None) -> dt.date:
-    """The first day of a range of `days` days ending today (UTC)."""
+    """The first day of a range of `days` whole days before today (UTC).
+
+    Receivers report a day after it ends, so the range is the last `days` complete days; a
+    report already in about today still counts.
+    """
     today = today or timezone.now().date()
     days = min(max(days, 1), MAX_RANGE_DAYS)
-    return today - dt.timedelta(days=days - 1)
+    return today - dt.timedelta(days=days)
 
 
 def _rollups(organisation: Organisation, domain: str, start: dt.date) -> QuerySet[DailyRollup]:
@@ -144,7 +148,8 @@ class DayPoint:
 
 
 def messages_by_day(organisation: Organisation, domain: str, *, start: dt.date) -> list[DayPoint]:
-    """One point per day of the range, days without reports included as zero."""
+    """One point per day of the range up to yesterday (today too once it has reports), days
+    without reports included as zero."""
     rows = (
         _rollups(organisation, domain, start)
         .values("day")
@@ -152,7 +157,7 @@ def messages_by_day(organisation: Organisation, domain: str, *, start: dt.date) 
         .order_by("day")
     )
     found = {row["day"]: row for row in rows}
-    end = max([timezone.now().date(), *found])
+    end = max([timezone.now().date() - dt.timedelta(days=1), *found])
     points = []
     day = start
     while day <= end:

@@ -1,7 +1,8 @@
-// Draws the report pages' charts with uPlot from the JSON each page embeds (json_script):
-// <div data-chart="ID"> names the <script type="application/json" id="ID"> holding
-// {"x": [unix seconds, ...], "series": [{"label", "kind": "pass"|"fail", "values": [...]}]}.
-// No inline script: the strict CSP allows none, so pages carry data and this file draws it.
+// Draws the report pages' charts with uPlot from the JSON each chart element carries:
+// <div data-chart='{"x": [unix seconds, ...], "series": [{"label", "kind": "pass"|"fail",
+// "values": [...]}]}'>. No inline script: the strict CSP allows none, so pages carry data and
+// this file draws it. (Not a json_script block: htmx drops <script> elements from swapped-in
+// content, as the project's allowScriptTags=false asks, so the range switch would lose it.)
 (function () {
   "use strict";
   var COLOURS = { pass: "#1d7a46", fail: "#b42318" };
@@ -10,10 +11,9 @@
 
   function draw(element) {
     if (element.getAttribute("data-drawn") === "1" || typeof window.uPlot === "undefined") { return; }
-    var source = document.getElementById(element.getAttribute("data-chart"));
-    if (!source) { return; }
     var data;
-    try { data = JSON.parse(source.textContent); } catch (error) { return; }
+    try { data = JSON.parse(element.getAttribute("data-chart")); } catch (error) { return; }
+    if (!data || !data.x || !data.series) { return; }
     var series = [{}];
     var columns = [data.x];
     data.series.forEach(function (item) {
@@ -54,6 +54,7 @@
     }, 150);
   });
   document.addEventListener("DOMContentLoaded", drawAll);
-  // The range switch swaps the page body in: draw the chart it brings.
-  document.addEventListener("htmx:afterSettle", drawAll);
+  // The range switch swaps the page body in: draw the chart it brings (htmx:load fires on the
+  // new content and bubbles, even when the swapped-out target is detached).
+  document.addEventListener("htmx:load", drawAll);
 })();

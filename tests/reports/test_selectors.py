@@ -89,6 +89,15 @@ def test_totals_count_messages_by_result_in_the_range(org, data):
     assert wide.messages == 1600
 
 
+def test_a_range_is_whole_days_before_today_and_today_once_reported(org):
+    assert selectors.range_start(7) == days_ago(7)
+    assert selectors.range_start(0) == days_ago(1)
+    assert selectors.range_start(10_000) == days_ago(selectors.MAX_RANGE_DAYS)
+    make_report(organisation=org, policy_domain=D, day=TODAY, records=[own("192.0.2.1", 3)])
+    points = selectors.messages_by_day(org, D, start=selectors.range_start(7))
+    assert len(points) == 8 and points[-1].day == TODAY and points[-1].messages == 3
+
+
 def test_totals_of_nothing_are_zero(org):
     totals = selectors.report_totals(org, D, start=selectors.range_start(7))
     assert totals.messages == 0 and totals.dispositions == {} and totals.dmarc_pass_share == 0
@@ -96,7 +105,7 @@ def test_totals_of_nothing_are_zero(org):
 
 def test_messages_by_day_has_every_day_of_the_range(org, data):
     points = selectors.messages_by_day(org, D, start=selectors.range_start(7))
-    assert [p.day for p in points] == [days_ago(n) for n in range(6, -1, -1)]
+    assert [p.day for p in points] == [days_ago(n) for n in range(7, 0, -1)]
     by_day = {p.day: p for p in points}
     assert by_day[days_ago(1)].dmarc_pass == 1050
     assert by_day[days_ago(1)].dmarc_fail == 50
