@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -19,7 +20,7 @@ from blocklists.models import (
 from blocklists.verdict import ListingStatus
 from blocklists.zones import ZoneInfo, ZoneKind, zone_info
 from dns_records.models import Domain
-from mailsec.models import Organisation
+from mailsec.models import UNFINISHED_TASK_STATES, Organisation, TaskKind, TaskRun
 from mailsec.selectors import User, organisations_visible
 
 
@@ -93,20 +94,42 @@ def settings_row(organisation: Organisation) -> BlocklistSettings | None:
     return BlocklistSettings.objects.filter(organisation=organisation).first()
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One target on one zone: its current state, or None (not polled yet, or not asked: an
+    IPv4-only list and an IPv6 address)."""
+
+    zone: ZoneInfo
+    listing: Listing | None
+    column_error: bool = False  # the whole column failed alike: the reason is in its header
+
+    @property
+    def delist_url(self) -> str:
+        if self.listing is None or self.listing.status != ListingStatus.LISTED:
+            return ""
+        return self.zone.delisting(self.listing.target.value)
+
+
 @dataclass
 class MatrixRow:
     target: BlocklistTarget
-    cells: list[Listing | None]
+    cells: list[Cell]
 
 
 @dataclass
 class Matrix:
-    """Targets by zones for one kind: each cell the current state, or None (not polled yet, or
-    not applicable: an IPv4-only list and an IPv6 address)."""
+    """Targets by zones for one kind."""
 
     kind: ZoneKind
     zones: list[ZoneInfo]
     rows: list[MatrixRow] = field(default_factory=list)
+    # Per zone: the error every target met on it (a list refusing the resolver, a dead list),
+    # shown once in the column's header rather than in every cell.
+    column_errors: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[tuple[ZoneInfo, str]]:
+        return list(zip(self.zones, self.column_errors, strict=True))
 
 
 def matrices(organisation: Organisation) -> list[Matrix]:
@@ -123,11 +146,26 @@ def matrices(organisation: Organisation) -> list[Matrix]:
     for kind in (ZoneKind.IP, ZoneKind.DOMAIN):
         kind_zones = [zone_info(z.name, kind) for z in zones if z.kind == kind]
         matrix = Matrix(kind, kind_zones)
-        for target in targets:
-            if target.kind != kind:
-                continue
+        kind_targets = [t for t in targets if t.kind == kind]
+        for zone in kind_zones:
+            found = [listings.get((t.pk, zone.name)) for t in kind_targets]
+            known = [row for row in found if row is not None]
+            failed = {row.error for row in known if row.status == ListingStatus.ERROR or row.stale}
+            alike = (
+                len(known) > 1
+                and len(failed) == 1
+                and all(row.status == ListingStatus.ERROR or row.stale for row in known)
+            )
+            matrix.column_errors.append(next(iter(failed)) if alike else "")
+        for target in kind_targets:
             matrix.rows.append(
-                MatrixRow(target, [listings.get((target.pk, zone.name)) for zone in kind_zones])
+                MatrixRow(
+                    target,
+                    [
+                        Cell(zone, listings.get((target.pk, zone.name)), bool(error))
+                        for zone, error in matrix.columns
+                    ],
+                )
             )
         result.append(matrix)
     return result
@@ -184,3 +222,21 @@ def listed_by_domain(domains: Iterable[Domain]) -> dict[int, DomainListings]:
             if domain.pk in wanted:
                 found.setdefault(domain.pk, []).append(listing)
     return {pk: DomainListings(items, 0, 0, len(items)) for pk, items in found.items()}
+
+
+# A poll queued longer ago than this is no longer shown as running: no worker took it.
+PENDING_CUTOFF = timedelta(minutes=15)
+
+
+def poll_pending(organisation: Organisation) -> TaskRun | None:
+    """The organisation's poll queued or running, if any ("poll now" joins it)."""
+    return (
+        TaskRun.objects.filter(
+            organisation=organisation,
+            kind=TaskKind.BLOCKLIST_POLL,
+            state__in=UNFINISHED_TASK_STATES,
+            created_at__gt=timezone.now() - PENDING_CUTOFF,
+        )
+        .order_by("-created_at")
+        .first()
+    )

@@ -26,6 +26,7 @@ from blocklists.models import (
 )
 from blocklists.poll import PollResult, PollTarget, poll
 from blocklists.query import InvalidTarget, normalise_dqs_key
+from blocklists.selectors import poll_pending
 from blocklists.targets import find_targets, merge
 from blocklists.verdict import ListingStatus, printable
 from blocklists.zones import (
@@ -39,7 +40,7 @@ from blocklists.zones import (
 from dns_records.resolver import Resolver
 from mailsec import secrets
 from mailsec.jobs import task_run_create, task_run_enqueue
-from mailsec.models import UNFINISHED_TASK_STATES, Organisation, TaskKind, TaskRun
+from mailsec.models import Organisation, TaskKind, TaskRun
 from mailsec.selectors import can_write
 from mailsec.services.audit import Actor, audit_record
 
@@ -252,25 +253,12 @@ def cidr_map_of(organisation: Organisation, *, now: datetime | None = None) -> s
 # --- polling ----------------------------------------------------------------------------------
 
 
-def _pending_poll(organisation: Organisation) -> TaskRun | None:
-    return (
-        TaskRun.objects.filter(
-            organisation=organisation,
-            kind=TaskKind.BLOCKLIST_POLL,
-            state__in=UNFINISHED_TASK_STATES,
-            created_at__gt=timezone.now() - timedelta(minutes=15),
-        )
-        .order_by("-created_at")
-        .first()
-    )
-
-
 @transaction.atomic
 def poll_request(*, organisation: Organisation, actor: Actor) -> TaskRun:
     """Queue a poll of the organisation ("poll now"), or join the one already queued."""
     _require_write(actor, organisation)
     Organisation.objects.select_for_update().filter(pk=organisation.pk).first()
-    pending = _pending_poll(organisation)
+    pending = poll_pending(organisation)
     if pending is not None:
         return pending
     row = settings_of(organisation)
