@@ -7,6 +7,7 @@
   "use strict";
   var COLOURS = { pass: "#1d7a46", fail: "#b42318" };
   var HEIGHT = 260;
+  var DAY = 86400;
   var plots = [];
 
   function draw(element) {
@@ -27,13 +28,24 @@
       });
       columns.push(item.values);
     });
+    var utc = function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); };
+    var dayLabel = window.uPlot.fmtDate("{MMM} {D}");
     var plot = new window.uPlot({
       width: Math.max(element.clientWidth, 300),
       height: HEIGHT,
       series: series,
       scales: { x: { time: true } },
-      axes: [{}, { size: 60 }],
-      tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); }
+      // One point per day: ticks on whole days, labelled by date only.
+      axes: [
+        {
+          incrs: [DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY],
+          values: function (u, splits) {
+            return splits.map(function (ts) { return dayLabel(utc(ts)); });
+          }
+        },
+        { size: 60 }
+      ],
+      tzDate: utc
     }, columns, element);
     element.setAttribute("data-drawn", "1");
     plots.push({ plot: plot, element: element });
