@@ -14,7 +14,8 @@ already in the file stays where it is (the admin may have written lines after it
 without one gets it at the end, after a newline if the file's last line had none.
 
 A logical entry is a line starting at column 0 with neither whitespace nor '#', followed by
-the lines that start with a space or tab (its continuation, as Postfix reads both files).
+the lines that start with a space or tab (its continuation), with any comment and blank lines
+among them: Postfix reads both files that way.
 """
 
 from __future__ import annotations
@@ -43,8 +44,40 @@ def _bare(line: bytes) -> bytes:
     return line.rstrip(b"\n").rstrip(b"\r")
 
 
+# C's isspace() without the newline, as Postfix reads a line: a line starting with any of
+# these continues the logical line before it.
+_SPACE = b" \t\v\f\r"
+
+
 def _is_continuation(line: bytes) -> bool:
-    return line[:1] in {b" ", b"\t"}
+    return line[:1] != b"" and line[:1] in _SPACE
+
+
+def _is_skipped(line: bytes) -> bool:
+    """Blank, whitespace-only and comment lines, which Postfix skips inside a logical line."""
+    stripped = line.rstrip(b"\n").lstrip(_SPACE)
+    return not stripped or stripped.startswith(b"#")
+
+
+def _starts_entry(line: bytes) -> bool:
+    return not _is_skipped(line) and not _is_continuation(line)
+
+
+def _entry_end(lines: Sequence[bytes], start: int) -> int:
+    """The index after the entry starting at `start`.
+
+    Postfix continues a logical line over comment and blank lines up to the last line starting
+    with whitespace (`a = b,` / `# note` / `  c` is `a = b, c`), so the entry runs to that line:
+    disabling less would leave its tail continuing the line before it.
+    """
+    end = start + 1
+    for index in range(start + 1, len(lines)):
+        if _is_skipped(lines[index]):
+            continue
+        if not _is_continuation(lines[index]):
+            break
+        end = index + 1
+    return end
 
 
 def _block_bounds(lines: Sequence[bytes], filename: str) -> tuple[int, int] | None:
@@ -72,31 +105,30 @@ def _merge_unmanaged(
     while i < len(lines):
         line = lines[i]
         if line.startswith(OVERRIDE_MARK):
-            original = line[len(OVERRIDE_MARK) :]
-            group = [original]
+            # One disabled entry: its first line, then marked lines up to the next entry's start.
+            group = [line[len(OVERRIDE_MARK) :]]
             i += 1
             while (
                 i < len(lines)
                 and lines[i].startswith(OVERRIDE_MARK)
-                and _is_continuation(lines[i][len(OVERRIDE_MARK) :])
+                and not _starts_entry(lines[i][len(OVERRIDE_MARK) :])
             ):
                 group.append(lines[i][len(OVERRIDE_MARK) :])
                 i += 1
-            key = key_of(original)
+            key = key_of(group[0])
             if key is not None and key in managed:
                 out += [OVERRIDE_MARK + g for g in group]
             else:
                 out += group
             continue
-        key = key_of(line)
-        i += 1
+        key = key_of(line) if _starts_entry(line) else None
         if key is None or key not in managed:
             out.append(line)
-            continue
-        out.append(OVERRIDE_MARK + line)
-        while i < len(lines) and _is_continuation(lines[i]):
-            out.append(OVERRIDE_MARK + lines[i])
             i += 1
+            continue
+        end = _entry_end(lines, i)
+        out += [OVERRIDE_MARK + entry_line for entry_line in lines[i:end]]
+        i = end
     return out
 
 

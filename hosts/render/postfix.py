@@ -22,7 +22,7 @@ from hosts.render.managed import merge_block
 from hosts.render.maps import CLIENT_BLACKLIST
 
 SASL_PATH = "private/auth"  # relative to the queue directory; Dovecot's listener is created there
-_PARAMETER = re.compile(rb"^([A-Za-z0-9_]+)[ \t]*=")
+_PARAMETER = re.compile(rb"^([A-Za-z0-9_]+)[ \t\v\f\r]*=")
 _SERVICE = re.compile(rb"^([^\s#]\S*)[ \t]+(\S+)")
 
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dns_records.opendkim import SigningKey
 from hosts.policy import (
@@ -292,6 +295,23 @@ def test_a_parameter_the_admin_set_is_disabled_with_its_continuation_lines():
         + OVERRIDE_MARK + b"\t192.168.0.0/16\n"
         + b"smtpd_banner = kept\n"
     )  # fmt: skip
+
+
+def test_comment_and_blank_lines_inside_a_disabled_entry_are_disabled_with_it():
+    """Postfix continues `a = b,` over comments and blank lines to the next indented line, so
+    the whole run is one entry: leaving `  172.16.0.0/12` would continue `biff = no`."""
+    admin = b"biff = no\nmynetworks = 10.0.0.0/8,\n# note\n\n    172.16.0.0/12\n# after\n"
+    content = render(current={MAIN: admin}).by_path()[MAIN].content
+    assert content.startswith(
+        b"biff = no\n"
+        + OVERRIDE_MARK + b"mynetworks = 10.0.0.0/8,\n"
+        + OVERRIDE_MARK + b"# note\n"
+        + OVERRIDE_MARK + b"\n"
+        + OVERRIDE_MARK + b"    172.16.0.0/12\n"
+        + b"# after\n"
+    )  # fmt: skip
+    restored = render(PolicyValues(), current={MAIN: content})
+    assert restored == render(PolicyValues(), current={MAIN: admin})
 
 
 def test_a_parameter_no_longer_managed_gets_the_admins_line_back_exactly():
@@ -637,3 +657,110 @@ def test_a_file_that_is_not_text_is_shown_as_changed_with_hashes():
     rendered = render()
     (diff,) = [d for d in diff_files({MAIN: b"\xff\xfe\0binary"}, rendered) if d.path == MAIN]
     assert diff.hidden and diff.status is FileStatus.CHANGED and diff.diff == ""
+
+
+# --- properties over arbitrary admin files --------------------------------------------------------
+
+_ADMIN_LINES = st.one_of(
+    st.sampled_from(
+        [
+            b"message_size_limit = 1000\n",
+            b"mynetworks = 10.0.0.0/8,\n",
+            b"smtpd_milters=unix:/run/x.sock\r\n",
+            b"biff = no\n",
+            b"alias_maps = hash:/etc/aliases\n",
+            b"    hash:/etc/more\n",
+            b"\tcontinued\r\n",
+            b"\x0ccontinued after a form feed\n",
+            b"\x0b\n",
+            b"# a comment\n",
+            b"#message_size_limit = 1\n",
+            b"\n",
+            b"\r\n",
+            b"smtp inet n - y - - smtpd\n",
+            b"submission inet n - y - - smtpd\n",
+            b"  -o smtpd_tls_security_level=may\n",
+            b"pickup unix n - y 60 1 pickup\n",
+            BEGIN + b" but not alone\n",
+        ]
+    ),
+    st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"") + b"\n"),
+)
+
+
+def _postfix_entries(data: bytes) -> list[tuple[bytes, ...]]:
+    """The logical lines Postfix reads (main.cf and master.cf alike): comment, blank and
+    whitespace-only lines skipped, a line starting with whitespace continuing the one before."""
+    entries: list[list[bytes]] = []
+    for line in data.split(b"\n"):
+        stripped = line.strip(b" \t\v\f\r")
+        if not stripped or stripped.startswith(b"#"):
+            continue
+        if line[:1] in {b" ", b"\t", b"\v", b"\f", b"\r"} and entries:
+            entries[-1].append(stripped)
+        else:
+            entries.append([stripped])
+    return [tuple(entry) for entry in entries]
+
+
+def _entry_key(entry: tuple[bytes, ...]) -> object:
+    """A main.cf parameter's name, or a master.cf service's (name, type)."""
+    first = entry[0]
+    name = re.match(rb"^([A-Za-z0-9_]+)[ \t\v\f\r]*=", first)
+    return name.group(1) if name else tuple(first.split()[:2])
+
+
+def _outside_block(content: bytes) -> bytes:
+    lines = content.split(b"\n")
+    start, end = lines.index(BEGIN), lines.index(END)
+    return b"\n".join(lines[:start] + lines[end + 1 :])
+
+
+def _inside_block(content: bytes) -> bytes:
+    lines = content.split(b"\n")
+    return b"\n".join(lines[lines.index(BEGIN) + 1 : lines.index(END)])
+
+
+def _unmanaged(content: bytes) -> bytes:
+    """The file with the managed block cut out and mailsec's override marks removed."""
+    lines = content.split(b"\n")
+    start, end = lines.index(BEGIN), lines.index(END)
+    kept = lines[:start] + lines[end + 1 :]
+    return b"\n".join(
+        line[len(OVERRIDE_MARK) :] if line.startswith(OVERRIDE_MARK) else line for line in kept
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lines=st.lists(_ADMIN_LINES, max_size=25),
+    tail=st.binary(max_size=10).map(lambda b: b.replace(b"\n", b"")),
+    postscreen=st.booleans(),
+)
+def test_any_admin_file_is_kept_and_rendering_is_idempotent(lines, tail, postscreen):
+    admin = b"".join(lines) + tail
+    if OVERRIDE_MARK in admin or any(
+        line.rstrip(b"\r") in {BEGIN, END} for line in admin.split(b"\n")
+    ):
+        return  # mailsec's own marks are covered by the tests above
+    policy = PolicyValues(
+        dnsbl_mode=DnsblMode.POSTSCREEN if postscreen else DnsblMode.SMTPD,
+        dnsbl_sites=(DnsblSite("zen.example.net"),),
+    )
+    first = render(policy, current={MAIN: admin, MASTER: admin})
+    assert render(policy, current=first.contents()) == first
+    expected = admin + b"\n" if admin and not admin.endswith(b"\n") else admin
+    for path in (MAIN, MASTER):
+        content = first.by_path()[path].content
+        assert _unmanaged(content) == expected
+        # As Postfix reads it: every admin entry the block does not redefine, unchanged, and
+        # none that it does (so no "overriding earlier entry", no duplicate service).
+        managed = {_entry_key(e) for e in _postfix_entries(_inside_block(content))}
+        assert _postfix_entries(_outside_block(content)) == [
+            e for e in _postfix_entries(admin) if _entry_key(e) not in managed
+        ]
+    # Another policy over the output is the same as that policy over the admin's file.
+    other = PolicyValues(dkim_signing=False, submission_enabled=False)
+    assert render(other, current=first.contents()) == render(
+        other, current={MAIN: admin, MASTER: admin}
+    )

@@ -248,7 +248,9 @@ def test_postscreen_takes_over_the_smtp_port(postfix_dir):
 
 def test_the_admins_conflicting_lines_are_disabled_and_postfix_does_not_warn(postfix_dir):
     with (postfix_dir / "main.cf").open("ab") as main:
-        main.write(b"message_size_limit = 5000\nmynetworks = 10.0.0.0/8,\n    172.16.0.0/12\n")
+        main.write(
+            b"message_size_limit = 5000\nmynetworks = 10.0.0.0/8,\n# note\n\n    172.16.0.0/12\n"
+        )
     with (postfix_dir / "master.cf").open("ab") as master:
         master.write(b"submission inet n - y - - smtpd\n  -o smtpd_tls_security_level=may\n")
     render_postfix(postfix_dir, PolicyValues())
