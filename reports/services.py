@@ -14,6 +14,7 @@ busy receiver. What a person does is audited: an upload, re-processing or deleti
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -607,7 +608,7 @@ def _records_store(
     """Write the records of each new report copy in batches while the parser streams them,
     counting totals and adding rollups on the way; never a whole report in memory."""
     totals = _Totals()
-    batch: list[Record] = []
+    batch: list[tuple[Any, ...]] = []
     rollups: dict[RollupKey, int] = {}
     selectors: dict[SelectorKey, int] = {}
     organisations = [org for _, org in reports if org is not None]
@@ -617,18 +618,51 @@ def _records_store(
         if record.dmarc_pass:
             totals.dmarc_pass += record.count
         fields = _record_fields(record)
-        batch.extend(Record(report_id=pk, day=day, **fields) for pk, _ in reports)
+        values = tuple(fields[name] for name in RECORD_FIELDS[2:])
+        batch.extend((pk, day, *values) for pk, _ in reports)
         if len(batch) >= RECORD_BATCH:
-            Record.objects.bulk_create(batch)
+            _records_write(batch)
             batch.clear()
         if organisations:
             _rollup_add(rollups, selectors, organisations, record, fields, day)
             if len(rollups) + len(selectors) >= ROLLUP_FLUSH_KEYS:
                 _rollups_flush(rollups, selectors, policy_domain)
-    if batch:
-        Record.objects.bulk_create(batch)
+    _records_write(batch)
     _rollups_flush(rollups, selectors, policy_domain)
     return totals
+
+
+RECORD_FIELDS = (
+    "report", "day", "source_ip", "count", "disposition", "dkim_aligned", "spf_aligned",
+    "header_from", "envelope_from", "envelope_to", "reasons", "dkim_results", "spf_results",
+)  # fmt: skip
+RECORD_JSON_FIELDS = frozenset({"reasons", "dkim_results", "spf_results"})
+
+
+def _records_write(rows: list[tuple[Any, ...]]) -> None:
+    """Write record rows (RECORD_FIELDS order): on PostgreSQL by COPY, several times faster
+    than INSERT for a large report; elsewhere (make run's SQLite) by a bulk INSERT."""
+    if not rows:
+        return
+    fields = [_field(Record, name) for name in RECORD_FIELDS]
+    if connection.vendor != "postgresql":
+        Record.objects.bulk_create(
+            (Record(**{f.attname: v for f, v in zip(fields, row, strict=True)}) for row in rows),
+            batch_size=500,
+        )
+        return
+    json_at = [i for i, name in enumerate(RECORD_FIELDS) if name in RECORD_JSON_FIELDS]
+    columns = ", ".join(_column(field) for field in fields)
+    table = connection.ops.quote_name(Record._meta.db_table)
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            values = list(row)
+            for i in json_at:
+                values[i] = json.dumps(values[i])
+            copy.write_row(values)
 
 
 def _record_fields(record: parsed.AggregateRecord) -> dict[str, Any]:
@@ -711,10 +745,11 @@ def _upsert_add(
     policy_domain: str,
     counts: dict[Any, int],
 ) -> None:
-    """Add message counts to rollup rows, creating the missing ones, in one statement per
-    UPSERT_ROWS keys: INSERT ... ON CONFLICT (the unique key) DO UPDATE SET messages =
-    messages + EXCLUDED.messages, the same SQL on PostgreSQL and SQLite. Each key occurs once
-    per statement (counts were summed per key in memory), as PostgreSQL requires."""
+    """Add message counts to rollup rows, creating the missing ones: INSERT ... ON CONFLICT
+    (the unique key) DO UPDATE SET messages = messages + EXCLUDED.messages, on PostgreSQL and
+    SQLite alike (from a COPY-filled scratch table on PostgreSQL, in statements of UPSERT_ROWS
+    keys elsewhere). Each key occurs once (counts were summed per key in memory), as
+    PostgreSQL requires of one statement."""
     if not counts:
         return
     quote = connection.ops.quote_name
@@ -725,6 +760,25 @@ def _upsert_add(
     target = ", ".join(_column(_field(model, name)) for name in unique.fields)
     table = quote(model._meta.db_table)
     messages = quote("messages")
+    add = f"DO UPDATE SET {messages} = {table}.{messages} + EXCLUDED.{messages}"
+    if connection.vendor == "postgresql":
+        # COPY into a scratch table of this transaction, then one INSERT ... SELECT: a
+        # statement with thousands of parameters costs more to build than to run.
+        staging = quote(f"staging_{model._meta.db_table}")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DROP AS "  # noqa: S608
+                f"SELECT {columns} FROM {table} WITH NO DATA"
+            )
+            with cursor.cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
+                for key, count in counts.items():
+                    copy.write_row((policy_domain, *key, count))
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} "  # noqa: S608
+                f"ON CONFLICT ({target}) {add}"
+            )
+            cursor.execute(f"TRUNCATE {staging}")
+        return
     items = list(counts.items())
     for start in range(0, len(items), UPSERT_ROWS):
         chunk = items[start : start + UPSERT_ROWS]
@@ -738,8 +792,7 @@ def _upsert_add(
         one = "(" + ", ".join(["%s"] * len(names)) + ")"
         sql = (
             f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(chunk))} "  # noqa: S608
-            f"ON CONFLICT ({target}) DO UPDATE SET "
-            f"{messages} = {table}.{messages} + EXCLUDED.{messages}"
+            f"ON CONFLICT ({target}) {add}"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

@@ -191,7 +191,12 @@ def test_ingest_email_exits_0_once_stored(tmp_path):
 def test_ingest_email_exits_0_for_what_will_be_quarantined_or_a_duplicate(tmp_path):
     for content in (b"", b"not a report at all", aggregate_xml(1), aggregate_xml(1)):
         done = _manage(
-            ["ingest_email"], stdin=content, tmp_path=tmp_path, DATABASE_URL=_database_url()
+            ["ingest_email"],
+            stdin=content,
+            tmp_path=tmp_path,
+            DATABASE_URL=_database_url(),
+            # No broker: no session worker parses these before this test does.
+            CELERY_BROKER_URL="redis://127.0.0.1:9/0",
         )
         assert done.returncode == 0, done.stderr
     outcomes = [process(pk).status for pk in RawMessage.objects.order_by("pk").values_list("pk", flat=True)]  # fmt: skip
