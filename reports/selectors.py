@@ -468,7 +468,8 @@ def tls_report_policies(report: TlsReport) -> QuerySet[TlsPolicy]:
 
 
 def _staff(user: User) -> bool:
-    return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
+    """Who may see messages of no organisation: superusers, as the services let them act."""
+    return bool(user.is_authenticated and user.is_superuser)
 
 
 def _raw_messages_visible(user: User) -> QuerySet[RawMessage]:
@@ -482,7 +483,7 @@ def _raw_messages_visible(user: User) -> QuerySet[RawMessage]:
 
 
 def raw_message_visible(user: User, pk: int) -> RawMessage | None:
-    """A raw message the user may read: its organisation's, or (staff) one of none."""
+    """A raw message the user may read: its organisation's, or (superusers) one of none."""
     found = _raw_messages_visible(user).filter(pk=pk).first()
     if found is None and _staff(user):
         found = RawMessage.objects.filter(pk=pk, organisation__isnull=True).first()
@@ -493,7 +494,7 @@ def quarantine_visible(user: User) -> QuerySet[RawMessage]:
     """Quarantined messages of the user's organisations, newest first, without their content.
 
     A message that arrived by a way in that knows no organisation (the SMTP listener, the pipe)
-    and was never parsed into a report belongs to none, and is listed for staff only.
+    and was never parsed into a report belongs to none, and is listed for superusers only.
     """
     queryset = RawMessage.objects.filter(state=RawMessageState.QUARANTINED)
     if _staff(user):

@@ -208,7 +208,7 @@ def _quarantine_context(request: HtmxRequest, **extra: Any) -> dict[str, Any]:
         request.GET.get("page")
     )
     writable = {org.pk for org in organisations_writable(request.user)}
-    staff = request.user.is_staff or request.user.is_superuser
+    staff = request.user.is_superuser
     rows = [
         (
             message,
