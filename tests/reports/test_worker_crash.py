@@ -134,3 +134,28 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_pool_process_killed_mid_parse_has_its_task_redelivered_and_stored_once(crash_queue, org):
+    queue, start = crash_queue
+    records = 120_000
+    content = gzip.compress(aggregate_xml(records, report_id="redelivered"))
+    message = raw_message_store(content, source=IngestSource.PIPE, parse=False)
+    worker = start("pool")
+    parse_raw_message.apply_async(kwargs={"raw_message_id": message.pk}, queue=queue)
+    claimed = _wait(lambda: (m := _state(message)).claimed_by and m, 60, "the first claim")
+    pid = int(claimed.claimed_by.rpartition(":")[2])
+    assert pid != worker.process.pid, "the task should run in a pool process"
+    time.sleep(2.0)
+    assert _state(message).state == RawMessageState.PENDING, "the parse ended before the kill"
+    os.kill(pid, signal.SIGKILL)
+    # Late acks: the broker message comes back, a new pool process takes over the dead claim.
+    done = _wait(
+        lambda: (m := _state(message)).state != RawMessageState.PENDING and m,
+        240,
+        "the redelivered task to finish",
+    )
+    assert done.state == RawMessageState.STORED, (done.reason, done.detail)
+    assert done.attempts == 2
+    assert Report.objects.get().record_count == records
+    assert Record.objects.count() == records
