@@ -25,7 +25,7 @@ migrate: install ## apply database migrations (SQLite under var/ unless DATABASE
 admin: migrate ## create the admin account on first run (prints its password once)
 	$(DEV_ENV) $(PY) manage.py ensure_admin
 
-run: admin ## run web (127.0.0.1:8000), Celery worker and beat together; Ctrl-C stops all
+run: admin ## run web (127.0.0.1:8000), Celery worker, beat and the SMTP report listener (127.0.0.1:2525); Ctrl-C stops all
 	$(DEV_ENV) $(PY) scripts/run-dev
 
 test: install ## run the whole test suite (real PostgreSQL, Redis, Knot, Celery, Chromium)

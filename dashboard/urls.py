@@ -1,6 +1,15 @@
 from django.urls import path, register_converter
 
-from dashboard.views import audit, dkim, domains, members, tokens
+from dashboard.views import (
+    audit,
+    blocklists,
+    dkim,
+    domains,
+    members,
+    report_mailboxes,
+    reports,
+    tokens,
+)
 
 app_name = "dashboard"
 
@@ -38,6 +47,61 @@ urlpatterns = [
     path("dkim-selectors/<id:pk>/remove/", dkim.dkim_selector_remove, name="dkim_selector_remove"),
     path("domains/<id:pk>/delete/", domains.domain_delete, name="domain_delete"),
     path("audit/", audit.audit_log, name="audit_log"),
+    path("blocklists/", blocklists.blocklist_page, name="blocklist_page"),
+    path("blocklists/<slug:slug>/matrix/", blocklists.blocklist_matrix, name="blocklist_matrix"),
+    path("blocklists/<slug:slug>/poll/", blocklists.blocklist_poll, name="blocklist_poll"),
+    path(
+        "blocklists/<slug:slug>/entries/",
+        blocklists.blacklist_entry_add,
+        name="blacklist_entry_add",
+    ),
+    path("blocklists/<slug:slug>/zones/", blocklists.blocklist_zone_add, name="blocklist_zone_add"),
+    path("blocklists/<slug:slug>/dqs-key/", blocklists.blocklist_dqs_key, name="blocklist_dqs_key"),
+    path(
+        "blacklist-entries/<id:pk>/remove/",
+        blocklists.blacklist_entry_remove,
+        name="blacklist_entry_remove",
+    ),
+    path(
+        "blocklist-zones/<id:pk>/toggle/",
+        blocklists.blocklist_zone_toggle,
+        name="blocklist_zone_toggle",
+    ),
+    path(
+        "blocklist-zones/<id:pk>/remove/",
+        blocklists.blocklist_zone_remove,
+        name="blocklist_zone_remove",
+    ),
+    path("domains/<id:pk>/blocklists/", blocklists.domain_listings, name="domain_listings"),
+    path("reports/", reports.report_home, name="report_home"),
+    path("reports/domains/<id:pk>/", reports.report_dashboard, name="report_dashboard"),
+    path("reports/domains/<id:pk>/card/", reports.report_domain_card, name="report_domain_card"),
+    path("reports/quarantine/", reports.quarantine_list, name="report_quarantine"),
+    path("reports/mailboxes/", report_mailboxes.mailbox_list, name="report_mailboxes"),
+    path(
+        "reports/mailboxes/<id:pk>/edit/",
+        report_mailboxes.mailbox_edit,
+        name="report_mailbox_edit",
+    ),
+    path(
+        "reports/mailboxes/<id:pk>/delete/",
+        report_mailboxes.mailbox_delete,
+        name="report_mailbox_delete",
+    ),
+    path(
+        "reports/mailboxes/<id:pk>/poll/",
+        report_mailboxes.mailbox_poll,
+        name="report_mailbox_poll",
+    ),
+    path("reports/<id:pk>/", reports.report_detail, name="report_detail"),
+    path(
+        "raw-messages/<id:pk>/download/", reports.raw_message_download, name="raw_message_download"
+    ),
+    path(
+        "raw-messages/<id:pk>/reprocess/",
+        reports.raw_message_reprocess,
+        name="raw_message_reprocess",
+    ),
     path("organisations/", members.organisation_list, name="organisation_list"),
     path("organisations/<slug:slug>/members/", members.member_add, name="member_add"),
     path("memberships/<id:pk>/remove/", members.member_remove, name="member_remove"),

@@ -285,6 +285,18 @@ CELERY_TIMEZONE = "UTC"
 MAILSEC_DNS_NAMESERVERS = env_nameservers("MAILSEC_DNS_NAMESERVERS")
 MAILSEC_DNS_TIMEOUT = env_float("MAILSEC_DNS_TIMEOUT", 5.0)
 MAILSEC_INGEST_ADDRESSES = env_list("MAILSEC_INGEST_ADDRESSES")
+# The SMTP report listener (manage.py ingest_smtp): where it listens, how long a client may be
+# idle (and a message's data may take), recipients per message and connections at once, and
+# an optional certificate for STARTTLS. It accepts mail for MAILSEC_INGEST_ADDRESSES only
+# (under debug with none set: dmarc@localhost and tls-reports@localhost).
+MAILSEC_INGEST_LISTEN = env_str("MAILSEC_INGEST_LISTEN", "127.0.0.1:2525")
+MAILSEC_INGEST_TIMEOUT_SECONDS = env_int("MAILSEC_INGEST_TIMEOUT_SECONDS", 300, minimum=5)
+MAILSEC_INGEST_MAX_RECIPIENTS = env_int("MAILSEC_INGEST_MAX_RECIPIENTS", 10, minimum=1)
+MAILSEC_INGEST_MAX_CONNECTIONS = env_int("MAILSEC_INGEST_MAX_CONNECTIONS", 50, minimum=1)
+MAILSEC_INGEST_TLS_CERT = env_str("MAILSEC_INGEST_TLS_CERT")
+MAILSEC_INGEST_TLS_KEY = env_str("MAILSEC_INGEST_TLS_KEY")
+# IMAP mailboxes holding reports are polled this often.
+MAILSEC_IMAP_POLL_INTERVAL_MINUTES = env_int("MAILSEC_IMAP_POLL_INTERVAL_MINUTES", 5, minimum=1)
 MAILSEC_PROBE_ALLOW_NETWORKS = env_networks("MAILSEC_PROBE_ALLOW_NETWORKS")
 
 LOGGING = {
@@ -317,7 +329,26 @@ CELERY_BEAT_SCHEDULE = {
     "reap-task-runs": {"task": "mailsec.tasks.reap_task_runs", "schedule": 300.0},
     "prune-task-runs": {"task": "mailsec.tasks.prune_task_runs", "schedule": 86400.0},
     "advance-dkim-keys": {"task": "dns_records.tasks.advance_dkim_keys", "schedule": 300.0},
+    "queue-due-imap-polls": {"task": "reports.tasks.queue_imap_polls", "schedule": 60.0},
+    "sweep-pending-report-messages": {
+        "task": "reports.tasks.sweep_pending_messages",
+        "schedule": 120.0,
+    },
+    "prune-reports": {"task": "reports.tasks.prune_reports", "schedule": 86400.0},
+    "resolve-report-sources": {"task": "reports.tasks.resolve_sources", "schedule": 300.0},
+    "queue-due-blocklist-polls": {"task": "blocklists.tasks.queue_due_polls", "schedule": 60.0},
+    "purge-expired-blacklist-entries": {
+        "task": "blocklists.tasks.purge_expired_entries",
+        "schedule": 3600.0,
+    },
 }
+# Blocklists: comma lists of zones replacing the built-in defaults (blocklists/zones.py) for
+# organisations polled for the first time; how often each organisation is polled; questions in
+# flight at once.
+MAILSEC_DNSBL_IP_ZONES = env_list("MAILSEC_DNSBL_IP_ZONES")
+MAILSEC_DNSBL_DOMAIN_ZONES = env_list("MAILSEC_DNSBL_DOMAIN_ZONES")
+MAILSEC_DNSBL_INTERVAL_MINUTES = env_int("MAILSEC_DNSBL_INTERVAL_MINUTES", 60, minimum=5)
+MAILSEC_DNSBL_CONCURRENCY = env_int("MAILSEC_DNSBL_CONCURRENCY", 256, minimum=1, maximum=4096)
 # Extra CA certificates trusted (besides the system's) when fetching MTA-STS policies: for a
 # private PKI.
 MAILSEC_TLS_CA_FILE = env_str("MAILSEC_TLS_CA_FILE")
@@ -341,3 +372,6 @@ MAILSEC_REPORT_MAX_DECOMPRESSED_BYTES = env_int(
 )
 # Reports, their records and raw messages are deleted this many days after their period ends.
 MAILSEC_REPORT_RETENTION_DAYS = env_int("MAILSEC_REPORT_RETENTION_DAYS", 400, minimum=1)
+# Offline IP-to-ASN and IP-to-country databases (.mmdb) installed by `manage.py
+# install_ip_database`; empty: var/ip-databases/. Never downloaded by mailsec.
+MAILSEC_IP_DATABASE_DIR = env_str("MAILSEC_IP_DATABASE_DIR")

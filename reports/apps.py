@@ -14,3 +14,5 @@ class ReportsConfig(AppConfig):
         from reports.models import ImapMailbox
 
         register_encrypted_field(ImapMailbox, "password", lambda box: box.secret_context)
+        # The IMAP polling tasks live beside reports.tasks: every worker must register them.
+        import reports.ingest_tasks  # noqa: F401

@@ -13,6 +13,7 @@ from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
 from dashboard.forms import DomainAddForm
 from dashboard.http import HtmxRequest
+from dashboard.views.blocklists import mark_listed_domains
 from dashboard.views.dkim import dkim_context
 from dns_records import selectors as domain_selectors
 from dns_records import services as domain_services
@@ -37,6 +38,7 @@ def _domain_table_context(request: HtmxRequest, writable: list[Organisation]) ->
     status = request.GET.get("status", "")
     queryset = domain_selectors.domains_visible(request.user, search=search, status=status)
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    mark_listed_domains(page.object_list)  # a listed domain or MX address shows as fail
     query = urlencode({k: v for k, v in (("q", search), ("status", status)) if v})
     return {
         "page": page,
@@ -91,6 +93,7 @@ def domain_add(request: HtmxRequest) -> HttpResponse:
 @require_GET
 def domain_row(request: HtmxRequest, pk: int) -> HttpResponse:
     domain = _visible_domain(request, pk)
+    mark_listed_domains([domain])
     writable_ids = {org.pk for org in organisations_writable(request.user)}
     return render(
         request, "dashboard/partials/domain_row.html", {"d": domain, "writable_ids": writable_ids}
