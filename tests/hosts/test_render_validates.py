@@ -13,15 +13,28 @@ paths and read by the installed `doveconf` (2.3.19). No Dovecot 2.4 is installed
 2.3 refuses it, which is why the version is detected rather than assumed.
 
 OpenDKIM: both instances' configuration, with generated keys, pass `opendkim -n`.
+
+Live: one Postfix and one Dovecot started from the rendered files enforce the policy on
+loopback connections: the blacklist, the size limit, relay refusal, HELO checks, submission
+with AUTH only after STARTTLS through Dovecot's socket, the minimum TLS version, no IMAP login
+before TLS, and the per-client connection limit. (DKIM signing end to end and deployment
+belong to the deployment's tests.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import imaplib
 import os
 import pwd
 import shutil
+import signal
+import smtplib
+import ssl
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -38,7 +51,7 @@ from hosts.policy import (
 )
 from hosts.render import HostFacts, RenderedFiles, render_host
 from hosts.render.dovecot import render_dovecot
-from tests.servers import missing
+from tests.servers import free_port, missing, stop_process, wait_for_tcp
 
 PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 DEBIAN_MAIN = [Path("/usr/share/postfix/main.cf.debian"), Path("/usr/share/postfix/main.cf.tls")]
@@ -80,12 +93,22 @@ def postfix_dir(tmp_path: Path) -> Path:
     main = packaged_main_cf()
     if not main.endswith(b"\n"):
         main += b"\n"
-    main += (
-        f"queue_directory = {tmp_path / 'spool'}\ndata_directory = {tmp_path / 'data'}\n"
-    ).encode()
+    main += admin_paths(tmp_path)
+    shutil.chown(tmp_path / "data", "postfix")
     (directory / "main.cf").write_bytes(main)
     shutil.copyfile("/etc/postfix/master.cf", directory / "master.cf")
     return directory
+
+
+def admin_paths(base: Path) -> bytes:
+    """The admin's lines moving the queue, data and log of the copy under `base`.
+
+    With maillog_file set, `postfix check` writes its warnings there rather than to syslog.
+    """
+    return (
+        f"queue_directory = {base / 'spool'}\ndata_directory = {base / 'data'}\n"
+        f"maillog_file = {base / 'maillog'}\nmaillog_file_prefixes = /var,/dev/stdout,{base}\n"
+    ).encode()
 
 
 def facts(postfix_dir: Path, **changes) -> HostFacts:
@@ -128,6 +151,9 @@ def postfix_validates(postfix_dir: Path) -> str:
     postfix = binary("postfix")
     run(postfix, "-c", str(postfix_dir), "post-install", "create-missing")
     run(postfix, "-c", str(postfix_dir), "check")
+    maillog = postfix_dir.parent / "maillog"
+    logged = maillog.read_text() if maillog.exists() else ""
+    assert not any(word in logged for word in ("warning:", "error:", "fatal:", "panic:")), logged
     return run(binary("postconf"), "-c", str(postfix_dir), "-n")
 
 
@@ -419,3 +445,279 @@ def test_opendkims_check_reads_the_data_sets_and_fails_on_a_bad_line(tmp_path):
     conf.write_bytes(conf.read_bytes() + b"NoSuchSetting yes\n")
     with pytest.raises(AssertionError, match="unrecognized parameter"):
         run(opendkim, "-n", "-x", str(conf))
+
+
+# --- the rendered policy enforced by a running Postfix and Dovecot --------------------------------
+#
+# One Postfix and one Dovecot, started from the rendered files on 127.0.0.60 and stopped by
+# their own pids. Clients connect from other loopback addresses: 127.0.0.61 is blacklisted,
+# 127.0.0.62 is the policy's mynetworks, 127.0.0.63 is a stranger. No message is ever sent
+# past RCPT (nothing is queued, nothing is delivered), and nothing looks anything up in DNS:
+# reverse DNS and blocklist checks are off in this policy and the admin's part of main.cf says
+# smtpd_peername_lookup = no, so the system resolver is never asked.
+
+LISTEN = "127.0.0.60"
+BLACKLISTED, TRUSTED, STRANGER = "127.0.0.61", "127.0.0.62", "127.0.0.63"
+LIVE_POLICY = PolicyValues(
+    message_size_limit=2 * 1024 * 1024,
+    reverse_dns=ReverseDnsCheck.NONE,
+    mynetworks=(f"{TRUSTED}/32",),
+    tls_min_version=TlsVersion.TLS_1_3,
+    smtpd_client_connection_count_limit=2,
+    dkim_signing=False,
+)
+PASSWORD = "live-test-password"
+
+
+@dataclasses.dataclass
+class LiveServers:
+    smtp_port: int
+    submission_port: int
+    imap_port: int
+    maillog: Path
+
+
+def _stop_pid_file(pid_file: Path) -> None:
+    """SIGTERM the daemon whose pid the file holds (ours: the file is in our directory)."""
+
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+
+    postfix, dovecot = binary("postfix"), binary("dovecot")
+    # Postfix's and Dovecot's unprivileged processes must reach the queue: pytest's temporary
+    # tree is private to its user, so the instance lives in a directory of its own under /tmp.
+    base = Path(tempfile.mkdtemp(prefix="mailsec-live-", dir="/tmp"))
+    base.chmod(0o755)
+    etc, spool, data = base / "etc", base / "spool", base / "data"
+    for directory in (etc, spool, data):
+        directory.mkdir()
+    subprocess.run(
+        [
+            binary("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=mx1.example.org",
+            "-keyout", str(base / "key.pem"), "-out", str(base / "cert.pem"),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    smtp_port, submission_port = free_port(LISTEN), free_port(LISTEN)
+    smtp_service = f"{LISTEN}:{smtp_port}"
+    main = packaged_main_cf().rstrip(b"\n") + b"\n"
+    main += admin_paths(base) + (
+        b"inet_interfaces = all\ninet_protocols = ipv4\nmydestination =\n"
+        b"alias_maps =\nalias_database =\nsmtpd_peername_lookup = no\n"
+    )
+    shutil.chown(data, "postfix")
+    master = Path("/etc/postfix/master.cf").read_bytes()
+    smtp_line = master.split(b"\nsmtp ", 1)
+    assert len(smtp_line) == 2, "the packaged master.cf has an smtp inet service"
+    master = smtp_line[0] + b"\n" + smtp_service.encode() + b" " + smtp_line[1]
+    dovecot_dir = base / "dovecot"
+    host = HostFacts(
+        name="mx1",
+        hostname="mx1.example.org",
+        postfix_config_dir=str(etc),
+        postfix_queue_directory=str(spool),
+        dovecot_config_dir=str(dovecot_dir),
+        smtp_service=smtp_service,
+        submission_service=f"{LISTEN}:{submission_port}",
+        tls_cert_file=str(base / "cert.pem"),
+        tls_key_file=str(base / "key.pem"),
+        blacklist=(BlacklistEntry(f"{BLACKLISTED}/32", "Listed by the live test"),),
+    )
+    rendered = render_host(
+        LIVE_POLICY, host, {str(etc / "main.cf"): main, str(etc / "master.cf"): master}
+    )
+    deploy(rendered, base)
+    postfix_validates(etc)
+
+    imap_port = free_port(LISTEN)
+    (dovecot_dir / "run").mkdir()
+    conf = dovecot_dir / "dovecot.conf"
+    conf.write_text(
+        f"base_dir = {dovecot_dir / 'run'}\n"
+        "instance_name = mailsec-live-test\n"
+        f"listen = {LISTEN}\n"
+        f"log_path = {dovecot_dir / 'dovecot.log'}\n"
+        "protocols = imap\n"
+        "auth_mechanisms = plain login\n"
+        f"passdb {{\n  driver = static\n  args = password={PASSWORD}\n}}\n"
+        f"userdb {{\n  driver = static\n  args = uid=65534 gid=65534 home={dovecot_dir}/%u\n}}\n"
+        f"service imap-login {{\n  inet_listener imap {{\n    port = {imap_port}\n  }}\n"
+        "  inet_listener imaps {\n    port = 0\n  }\n}\n"
+        "!include conf.d/*.conf\n"
+    )
+    doveconf(conf, "-n")
+
+    processes = [
+        subprocess.Popen(
+            [dovecot, "-F", "-c", str(conf)],
+            stdout=(dovecot_dir / "stdout.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+        subprocess.Popen(
+            [postfix, "-c", str(etc), "start-fg"],
+            stdout=(base / "postfix-stdout.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+    ]
+    try:
+        for port in (smtp_port, submission_port, imap_port):
+            if not wait_for_tcp(LISTEN, port):
+                log = (base / "maillog").read_text() if (base / "maillog").exists() else ""
+                pytest.fail(f"port {port} did not open:\n{log}")
+        yield LiveServers(smtp_port, submission_port, imap_port, base / "maillog")
+    finally:
+        # Postfix's master and Dovecot start their own sessions: stop each by its pid file.
+        _stop_pid_file(spool / "pid" / "master.pid")
+        _stop_pid_file(dovecot_dir / "run" / "master.pid")
+        for process in processes:
+            stop_process(process)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def smtp(live: LiveServers, source: str, *, submission: bool = False):
+
+    port = live.submission_port if submission else live.smtp_port
+    return smtplib.SMTP(LISTEN, port, timeout=10, source_address=(source, 0))
+
+
+def tls_context(maximum=None):
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if maximum is not None:
+        context.maximum_version = maximum
+    return context
+
+
+def test_live_a_blacklisted_client_is_refused_with_the_reason(live):
+    with smtp(live, BLACKLISTED) as client:
+        client.ehlo("client.example.net")
+        assert client.docmd("MAIL FROM:<a@example.net>")[0] == 250
+        code, text = client.docmd("RCPT TO:<b@example.org>")
+    assert code == 554 and b"Client host rejected: Listed by the live test" in text
+
+
+def test_live_a_message_over_the_size_limit_is_refused(live):
+    with smtp(live, TRUSTED) as client:
+        client.ehlo("client.example.net")
+        assert client.esmtp_features["size"] == str(2 * 1024 * 1024)
+        code, text = client.docmd(f"MAIL FROM:<a@example.net> SIZE={3 * 1024 * 1024}")
+        assert code == 552 and b"Message size exceeds fixed limit" in text
+        assert client.docmd("MAIL FROM:<a@example.net> SIZE=1000")[0] == 250
+        client.docmd("RSET")
+
+
+def test_live_only_mynetworks_relays_without_authentication(live):
+    with smtp(live, TRUSTED) as client:
+        client.ehlo("client.example.net")
+        client.docmd("MAIL FROM:<a@example.net>")
+        assert client.docmd("RCPT TO:<b@example.org>")[0] == 250
+        client.docmd("RSET")  # never DATA: nothing is queued or delivered
+    with smtp(live, STRANGER) as client:
+        client.ehlo("client.example.net")
+        client.docmd("MAIL FROM:<a@example.net>")
+        code, text = client.docmd("RCPT TO:<b@example.org>")
+    assert code == 554 and b"Relay access denied" in text
+
+
+def test_live_a_non_fqdn_helo_is_refused_and_helo_is_required(live):
+    with smtp(live, STRANGER) as client:
+        assert client.docmd("MAIL FROM:<a@example.net>")[0] == 503
+        client.ehlo("bare")
+        client.docmd("MAIL FROM:<a@example.net>")
+        code, text = client.docmd("RCPT TO:<b@example.org>")
+    assert code == 504 and b"need fully-qualified hostname" in text
+
+
+def test_live_submission_offers_auth_only_after_tls_and_relays_for_authenticated_users(live):
+
+    with smtp(live, STRANGER, submission=True) as client:
+        client.ehlo("client.example.net")
+        assert not client.has_extn("auth")
+        assert client.docmd("MAIL FROM:<a@example.org>")[0] == 530  # TLS first
+        client.starttls(context=tls_context())
+        client.ehlo("client.example.net")
+        assert set(client.esmtp_features["auth"].split()) == {"PLAIN", "LOGIN"}
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("someone@example.org", "wrong")
+        assert client.login("someone@example.org", PASSWORD)[0] == 235
+        client.docmd("MAIL FROM:<someone@example.org>")
+        assert client.docmd("RCPT TO:<b@example.net>")[0] == 250
+        client.docmd("RSET")
+
+
+def test_live_submission_refuses_a_client_without_authentication(live):
+    with smtp(live, STRANGER, submission=True) as client:
+        client.ehlo("client.example.net")
+        client.starttls(context=tls_context())
+        client.ehlo("client.example.net")
+        client.docmd("MAIL FROM:<a@example.org>")
+        assert client.docmd("RCPT TO:<b@example.net>")[0] == 554
+
+
+def test_live_tls_below_the_minimum_version_is_refused_by_postfix_and_dovecot(live):
+
+    old = tls_context(maximum=ssl.TLSVersion.TLSv1_2)
+    with smtp(live, STRANGER, submission=True) as client:
+        client.ehlo("client.example.net")
+        with pytest.raises(ssl.SSLError):
+            client.starttls(context=old)
+    imap = imaplib.IMAP4(LISTEN, live.imap_port, timeout=10)
+    try:
+        with pytest.raises(ssl.SSLError):
+            imap.starttls(ssl_context=old)
+    finally:
+        with contextlib.suppress(OSError):  # the failed handshake already closed it
+            imap.shutdown()
+    modern = imaplib.IMAP4(LISTEN, live.imap_port, timeout=10)
+    try:
+        modern.starttls(ssl_context=tls_context())
+        assert modern.login("someone", PASSWORD)[0] == "OK"
+    finally:
+        modern.logout()
+
+
+def test_live_imap_refuses_a_login_before_tls(live):
+
+    imap = imaplib.IMAP4(LISTEN, live.imap_port, timeout=10)
+    try:
+        assert "LOGINDISABLED" in imap.capabilities
+        with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+            imap.login("someone", PASSWORD)
+    finally:
+        imap.logout()
+
+
+def test_live_a_client_over_the_connection_count_limit_is_turned_away(live):
+
+    held = [smtp(live, STRANGER), smtp(live, STRANGER)]
+    try:
+        with pytest.raises(smtplib.SMTPConnectError) as caught:
+            smtp(live, STRANGER)
+        assert caught.value.smtp_code == 421
+    finally:
+        for client in held:
+            client.close()
+    # mynetworks is exempt from the limits (smtpd_client_event_limit_exceptions).
+    trusted = [smtp(live, TRUSTED) for _ in range(3)]
+    for client in trusted:
+        client.close()
