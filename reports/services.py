@@ -342,7 +342,7 @@ def raw_message_process(*, raw_message_id: int) -> ProcessOutcome | None:
     except parsed.Rejection as exc:
         return _quarantine(message, exc.reason, exc.detail)
     except (SoftTimeLimitExceeded, OperationalError, InterfaceError):
-        raw_message_release(raw_message_id=message.pk, claimer=claimer)
+        _release_after_failure(message.pk, claimer)
         raise
     except DatabaseError as exc:
         logger.exception("raw message %s: the report could not be stored", message.pk)
@@ -350,6 +350,23 @@ def raw_message_process(*, raw_message_id: int) -> ProcessOutcome | None:
     except Exception as exc:
         logger.exception("raw message %s: the parser failed", message.pk)
         return _quarantine(message, "parse_error", f"{type(exc).__name__}: {exc}")
+
+
+def _release_after_failure(raw_message_id: int, claimer: str) -> None:
+    """Give the message back after an interruption. A time limit may have struck mid-query and
+    left the connection unusable: then a fresh one gives it back. If even that fails, the claim
+    stays and expires after CLAIM_TIMEOUT."""
+    try:
+        raw_message_release(raw_message_id=raw_message_id, claimer=claimer)
+        return
+    except DatabaseError:
+        if connection.in_atomic_block:
+            raise
+        connection.close()
+    try:
+        raw_message_release(raw_message_id=raw_message_id, claimer=claimer)
+    except DatabaseError:
+        logger.warning("raw message %s: could not release the claim", raw_message_id)
 
 
 def parse_limits() -> Limits:

@@ -159,3 +159,22 @@ def test_pool_process_killed_mid_parse_has_its_task_redelivered_and_stored_once(
     assert done.attempts == 2
     assert Report.objects.get().record_count == records
     assert Record.objects.count() == records
+
+
+def test_a_parse_over_its_soft_time_limit_stores_nothing_and_gives_the_message_back(
+    crash_queue, org
+):
+    queue, start = crash_queue
+    content = gzip.compress(aggregate_xml(200_000, report_id="slow"))
+    message = raw_message_store(content, source=IngestSource.PIPE, parse=False)
+    start("limited")
+    parse_raw_message.apply_async(
+        kwargs={"raw_message_id": message.pk}, queue=queue, soft_time_limit=3, time_limit=60
+    )
+    _wait(lambda: _state(message).attempts == 1, 60, "the claim")
+    released = _wait(
+        lambda: (m := _state(message)).claimed_at is None and m, 60, "the claim to be given back"
+    )
+    assert (released.state, released.attempts) == (RawMessageState.PENDING, 1)
+    assert Report.objects.count() == 0
+    assert Record.objects.count() == 0
