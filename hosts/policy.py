@@ -261,7 +261,8 @@ FIELD_HELP: dict[str, str] = {
     ),
 }
 
-_INT_BOUNDS: dict[str, tuple[int, int]] = {
+# The field groups, public for the model and serializer layers (form bounds, choices).
+INT_BOUNDS: dict[str, tuple[int, int]] = {
     "message_size_limit": (MESSAGE_SIZE_MIN, MESSAGE_SIZE_MAX),
     "smtpd_client_connection_count_limit": (1, 1000),
     "smtpd_client_connection_rate_limit": (1, 100_000),
@@ -276,7 +277,7 @@ _INT_BOUNDS: dict[str, tuple[int, int]] = {
     "dovecot_auth_failure_delay": (0, 60),
     "dnsbl_threshold": (1, 100),
 }
-_BOOLS = (
+BOOL_FIELDS = (
     "enforce_local_blacklist",
     "helo_required",
     "reject_invalid_helo_hostname",
@@ -286,12 +287,12 @@ _BOOLS = (
     "submission_enabled",
     "dkim_signing",
 )
-_ENUMS: dict[str, type[StrEnum]] = {
+CHOICE_FIELDS: dict[str, type[StrEnum]] = {
     "reverse_dns": ReverseDnsCheck,
     "tls_min_version": TlsVersion,
     "dnsbl_mode": DnsblMode,
 }
-_DOMAIN_LISTS = ("rhsbl_client_sites", "rhsbl_sender_sites", "rhsbl_helo_sites")
+DOMAIN_LIST_FIELDS = ("rhsbl_client_sites", "rhsbl_sender_sites", "rhsbl_helo_sites")
 
 assert set(FIELD_HELP) == {f.name for f in fields(PolicyValues)}, "every field has a help text"
 
@@ -407,16 +408,16 @@ def _list_errors(name: str, value: object) -> tuple[list[FieldError], list[Any]]
 def validate(values: PolicyValues) -> list[FieldError]:
     """Every problem with `values`, in field order; an empty list when it may be rendered."""
     errors: list[FieldError] = []
-    for name in _BOOLS:
+    for name in BOOL_FIELDS:
         if not isinstance(getattr(values, name), bool):
             errors.append(FieldError(name, "Expected true or false."))
-    for name, (low, high) in _INT_BOUNDS.items():
+    for name, (low, high) in INT_BOUNDS.items():
         value = getattr(values, name)
         if isinstance(value, bool) or not isinstance(value, int):
             errors.append(FieldError(name, f"{_show(value)} is not a whole number."))
         elif not low <= value <= high:
             errors.append(FieldError(name, f"{value} is outside {low} to {high}."))
-    for name, enum in _ENUMS.items():
+    for name, enum in CHOICE_FIELDS.items():
         value = getattr(values, name)
         allowed = [str(member) for member in enum]
         if not isinstance(value, str) or value not in allowed:
@@ -443,7 +444,7 @@ def validate(values: PolicyValues) -> list[FieldError]:
             errors.append(FieldError("mynetworks", f"{entry} is listed twice."))
         seen.add(entry)
 
-    for name in _DOMAIN_LISTS:
+    for name in DOMAIN_LIST_FIELDS:
         problems, domains = _list_errors(name, getattr(values, name))
         errors += problems
         for domain in domains:

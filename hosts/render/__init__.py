@@ -100,6 +100,9 @@ def render_host(
         raise RenderError(errors)
     main_cf = _join(host.postfix_config_dir, "main.cf")
     master_cf = _join(host.postfix_config_dir, "master.cf")
+    for path in (main_cf, master_cf):
+        if not isinstance(current_files.get(path, b""), bytes):
+            raise RenderError([FieldError("current_files", f"{path}: expected the file's bytes.")])
     try:
         files = [
             HostFile(

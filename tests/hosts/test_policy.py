@@ -7,7 +7,11 @@ import dataclasses
 import pytest
 
 from hosts.policy import (
+    BOOL_FIELDS,
+    CHOICE_FIELDS,
+    DOMAIN_LIST_FIELDS,
     FIELD_HELP,
+    INT_BOUNDS,
     MESSAGE_SIZE_MAX,
     BlacklistEntry,
     DnsblMode,
@@ -42,6 +46,18 @@ def test_every_field_has_a_help_text_saying_what_it_stops():
     names = {f.name for f in dataclasses.fields(PolicyValues)}
     assert set(FIELD_HELP) == names
     assert all("Stop" in text or "Slow" in text or "Sets" in text for text in FIELD_HELP.values())
+
+
+def test_every_field_is_validated_by_exactly_one_rule():
+    groups = [
+        set(INT_BOUNDS),
+        set(BOOL_FIELDS),
+        set(CHOICE_FIELDS),
+        set(DOMAIN_LIST_FIELDS),
+        {"mynetworks", "dnsbl_sites"},
+    ]
+    names = [name for group in groups for name in group]
+    assert sorted(names) == sorted(f.name for f in dataclasses.fields(PolicyValues))
 
 
 @pytest.mark.parametrize(

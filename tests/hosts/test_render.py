@@ -350,6 +350,11 @@ def test_damaged_markers_are_refused_rather_than_guessed(damaged):
     assert caught.value.errors[0].field == "current_files"
 
 
+def test_current_files_must_be_bytes():
+    with pytest.raises(RenderError, match="expected the file's bytes"):
+        render(current={MAIN: "biff = no\n"})
+
+
 def test_a_marker_like_line_with_other_text_is_the_admins():
     admin = BEGIN + b" (copied into a note)\n"
     assert render(current={MAIN: admin}).by_path()[MAIN].content.startswith(admin + BEGIN)
