@@ -5,10 +5,13 @@ master.cf (the admin's files with mailsec's managed block; `current_files` gives
 the host now), the local blacklist's cidr map, the Dovecot snippet for the host's Dovecot
 version, and, when the policy signs, both OpenDKIM instances' configuration, tables and keys.
 Output is deterministic: LF line endings in everything mailsec writes, a trailing newline,
-the same bytes for the same input, and rendering over the output gives the output again.
+the same bytes for the same input, and rendering over the output gives the output again. The
+admin's own lines keep theirs: a CRLF line stays CRLF, bytes that are not UTF-8 stay as they
+are (hosts.render.managed says how the two meet).
 
 Nothing is rendered from a policy or host that fails validation: `RenderError` carries every
-`FieldError`. Modules: managed (the marker block), postfix, maps, dovecot, opendkim, diff.
+`FieldError`. Modules: facts (the host, version parsing), managed (the marker block), postfix,
+maps, dovecot, opendkim, diff.
 """
 
 from __future__ import annotations
