@@ -671,7 +671,9 @@ def _records_write(rows: list[tuple[Any, ...]]) -> None:
     json_at = [i for i, name in enumerate(RECORD_FIELDS) if name in RECORD_JSON_FIELDS]
     columns = ", ".join(_column(field) for field in fields)
     table = connection.ops.quote_name(Record._meta.db_table)
+    # The driver's own cursor does the COPY: its errors are made Django's, as for a query.
     with (
+        connection.wrap_database_errors,
         connection.cursor() as cursor,
         cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
     ):
@@ -787,7 +789,10 @@ def _upsert_add(
                 f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DROP AS "  # noqa: S608
                 f"SELECT {columns} FROM {table} WITH NO DATA"
             )
-            with cursor.cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
+            with (
+                connection.wrap_database_errors,
+                cursor.cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy,
+            ):
                 for key, count in counts.items():
                     copy.write_row((policy_domain, *key, count))
             cursor.execute(

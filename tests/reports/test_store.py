@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 
 import pytest
+from django.db import DatabaseError
 from django.db.models import Sum
 
 from dns_records.models import Domain
@@ -272,3 +273,11 @@ def test_outcome_as_dict_has_the_contract_fields(domain, org):
         "dmarc_pass_count": 23,
     }
     assert RawMessage.objects.count() == 1
+
+
+def test_a_value_the_database_refuses_is_a_database_error_and_stores_nothing(domain):
+    rows = [*mixed_rows(), record("192.0.2.9", -1)]  # a count below the column's CHECK
+    with pytest.raises(DatabaseError):
+        report_store(document(rows=rows), message=stored_message())
+    assert Report.objects.count() == 0
+    assert Record.objects.count() == 0
