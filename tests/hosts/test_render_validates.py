@@ -193,6 +193,18 @@ def test_postfix_checks_the_rendered_configuration_without_a_warning(postfix_dir
     assert "message_size_limit = 26214400" in postfix_validates(postfix_dir)
 
 
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [("3.7.11", ">=TLSv1.3"), ("3.5.18", "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1, !TLSv1.2")],
+)
+def test_postfix_reads_both_forms_of_the_minimum_tls_version(postfix_dir, version, expected):
+    render_postfix(
+        postfix_dir, PolicyValues(tls_min_version=TlsVersion.TLS_1_3), postfix_version=version
+    )
+    postfix_validates(postfix_dir)
+    assert postconf(postfix_dir, "-h", "smtpd_tls_mandatory_protocols") == expected
+
+
 def test_the_check_is_one_that_fails_on_a_warning(postfix_dir):
     """A parameter defined twice makes postconf warn: why the admin's own definitions of a
     managed parameter are disabled, and proof the check above can fail."""
