@@ -289,3 +289,18 @@ def test_quarantine_lists_an_organisations_messages_to_its_members_only(
     assert list(quarantine_visible(outsider)) == []
     admin = django_user_model.objects.create_superuser("root", password="x" * 20)
     assert orphan in list(quarantine_visible(admin))
+
+
+def test_beat_runs_the_sweep_and_the_prune_and_the_parse_outlives_no_claim(settings):
+    from mailsec.celery import app
+    from reports import tasks
+
+    app.loader.import_default_modules()
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    for name in ("reports.tasks.sweep_pending_messages", "reports.tasks.prune_reports"):
+        assert name in scheduled
+        assert name in app.tasks
+    assert "reports.tasks.parse_raw_message" in app.tasks
+    # A claim older than CLAIM_TIMEOUT must belong to a parse the hard limit has ended.
+    assert CLAIM_TIMEOUT.total_seconds() > tasks.PARSE_HARD_LIMIT
+    assert app.tasks["reports.tasks.parse_raw_message"].acks_late is True
