@@ -1,7 +1,11 @@
 """manage.py ingest_email: one message on stdin, for a Postfix pipe transport or alias.
 
-    dmarc unix - n n - 4 pipe
-      flags=Rq user=mailsec argv=/opt/mailsec/manage.py ingest_email --sender ${sender} --recipient ${recipient}
+    # master.cf
+    mailsec unix - n n - 4 pipe
+      flags=Rq user=mailsec argv=/opt/mailsec/.venv/bin/python /opt/mailsec/manage.py
+        ingest_email --sender ${sender} --recipient ${recipient}
+    # main.cf: one recipient per delivery, so ${recipient} is one argument
+    mailsec_destination_recipient_limit = 1
 
 The message is stored as received and its parse is left to the worker (the parse task, queued
 once the row is committed; the sweep queues it if the broker was away), so Postfix waits only
