@@ -186,6 +186,19 @@ class IngestHandler:
         self.executor = executor
         self.store = store
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd announces AUTH (with no mechanism left) once TLS is up: reporters never
+        # authenticate, so the listener never offers it.
+        return [line for line in responses if not line.startswith("250-AUTH")]
+
     async def handle_RCPT(
         self,
         server: SMTP,

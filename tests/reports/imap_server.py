@@ -37,13 +37,13 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def make_certificates(
-    directory: Path, ca_name: str = "mailsec IMAP test CA"
+    directory: Path, address: str = IMAP_ADDRESS, host_name: str = HOST_NAME
 ) -> tuple[Path, Path, Path]:
-    """A CA, and a server certificate it signed for 127.0.0.41 and imap.reports.test:
-    (ca_file, cert_file, key_file)."""
+    """A CA, and a server certificate it signed for the address and host name (by default
+    127.0.0.41 and imap.reports.test): (ca_file, cert_file, key_file)."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
+    ca_subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailsec test CA")])
     ca = (
         x509.CertificateBuilder()
         .subject_name(ca_subject)
@@ -75,7 +75,7 @@ def make_certificates(
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST_NAME)]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host_name)]))
         .issuer_name(ca_subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -83,7 +83,7 @@ def make_certificates(
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName(HOST_NAME), x509.IPAddress(ipaddress.ip_address(IMAP_ADDRESS))]
+                [x509.DNSName(host_name), x509.IPAddress(ipaddress.ip_address(address))]
             ),
             critical=False,
         )

@@ -15,6 +15,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -464,3 +465,29 @@ def test_while_the_database_is_down_the_listener_answers_451_and_stores_once_it_
         assert rows == [(stored_id(text), hashlib.sha256(content).hexdigest(), "smtp")]
     finally:
         server.stop()
+
+
+def test_with_a_certificate_the_listener_offers_starttls_and_still_no_auth(tmp_path):
+    from tests.reports.imap_server import make_certificates
+
+    ca_file, cert_file, key_file = make_certificates(
+        tmp_path, address=LISTEN_ADDRESS, host_name="ingest.reports.test"
+    )
+    env = listener_env(
+        _test_database_url(), tmp_path / "var",
+        MAILSEC_INGEST_TLS_CERT=str(cert_file), MAILSEC_INGEST_TLS_KEY=str(key_file),
+    )  # fmt: skip
+    server = Listener(tmp_path, env)
+    server.start()
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        with server.client() as client:
+            client.ehlo("reporter.test")
+            assert client.has_extn("starttls")
+            assert client.starttls(context=context)[0] == 220
+            client.ehlo("reporter.test")
+            assert not client.has_extn("auth")
+            assert client.sendmail("a@sender.test", ["dmarc@reports.test"], report_message()) == {}
+    finally:
+        server.stop()
+    assert RawMessage.objects.count() == 1
