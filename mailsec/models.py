@@ -183,6 +183,8 @@ class TaskKind(models.TextChoices):
     REPORT_PARSE = "report.parse", "Parse a received report"
     IMAP_POLL = "report.imap_poll", "Fetch reports from an IMAP mailbox"
     BLOCKLIST_POLL = "blocklist.poll", "Poll the blocklists"
+    HOST_DEPLOY = "host.deploy", "Deploy config to a host"
+    HOST_PROBE = "host.probe", "Probe a host's services"
 
 
 class TaskRun(models.Model):

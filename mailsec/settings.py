@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "mailsec",
     "dns_records",
     "reports",
+    "hosts",
     "blocklists",
     "dashboard",
 ]
