@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db.models import Count, Max, Q, QuerySet, Sum
@@ -13,7 +13,7 @@ from django.utils import timezone
 from dns_records.models import CheckState
 from mailsec.models import Organisation
 from mailsec.selectors import User, organisations_visible
-from reports.advisor import Advice, SourceVolume, advise
+from reports.advisor import Advice, SourceToFix, SourceVolume, advise
 from reports.classify import Classification, SourceCounts, classify
 from reports.models import (
     DailyRollup,
@@ -35,8 +35,6 @@ from reports.models import (
 RANGES = (7, 30, 90)
 MAX_RANGE_DAYS = 400
 TOP_SOURCES = 50
-
-_DMARC_PASS = Q(dkim_aligned="pass") | Q(spf_aligned="pass")
 
 
 def range_start(days: int, *, today: dt.date | None = None) -> dt.date:
@@ -62,26 +60,26 @@ def _rows(queryset: Any) -> list[dict[str, Any]]:
     return list(queryset)
 
 
-def _sum(condition: Q | None = None) -> Coalesce:
-    return Coalesce(Sum("messages", filter=condition), 0)
-
-
+# The result columns of a rollup. Queries group by them and sum `messages` only: one SUM per
+# group costs far less than a SUM ... FILTER per measure, and Python folds the few groups.
+_FLAGS = ("dkim_aligned", "spf_aligned", "dkim_pass", "spf_pass")
 # Annotation names differ from the model's fields (an annotation may not shadow `messages`).
-_COUNT_SUMS: dict[str, Any] = {
-    "n_messages": _sum(),
-    "n_dmarc_pass": _sum(_DMARC_PASS),
-    "n_spf_aligned_pass": _sum(Q(spf_aligned="pass")),
-    "n_dkim_aligned_pass": _sum(Q(dkim_aligned="pass")),
-    "n_spf_pass": _sum(Q(spf_pass=True)),
-    "n_dkim_pass": _sum(Q(dkim_pass=True)),
-}
-
-
 _BY_VOLUME = ("-n_messages", "source_ip")
 
 
-def _counts(row: dict[str, Any]) -> dict[str, int]:
-    return {key.removeprefix("n_"): int(row[key]) for key in _COUNT_SUMS}
+def _flag_counts(row: dict[str, Any]) -> SourceCounts:
+    """The counts of one group of rollup rows sharing the same results."""
+    n = int(row["n_messages"])
+    dkim_aligned = row["dkim_aligned"] == "pass"
+    spf_aligned = row["spf_aligned"] == "pass"
+    return SourceCounts(
+        messages=n,
+        dmarc_pass=n if (dkim_aligned or spf_aligned) else 0,
+        spf_aligned_pass=n if spf_aligned else 0,
+        dkim_aligned_pass=n if dkim_aligned else 0,
+        spf_pass=n if (spf_aligned or row["spf_pass"]) else 0,
+        dkim_pass=n if (dkim_aligned or row["dkim_pass"]) else 0,
+    )
 
 
 @dataclass(frozen=True)
@@ -116,26 +114,6 @@ class Totals:
         return self.share(self.dkim_aligned_pass)
 
 
-def report_totals(organisation: Organisation, domain: str, *, start: dt.date) -> Totals:
-    rows = _rows(
-        _rollups(organisation, domain, start)
-        .values("disposition")
-        .annotate(**_COUNT_SUMS)
-        .order_by("disposition")
-    )
-    counted = [_counts(row) for row in rows]
-    sums = {
-        key.removeprefix("n_"): sum(c[key.removeprefix("n_")] for c in counted)
-        for key in _COUNT_SUMS
-    }
-    dispositions = {
-        row["disposition"]: c["messages"]
-        for row, c in zip(rows, counted, strict=True)
-        if c["messages"]
-    }
-    return Totals(**sums, dispositions=dispositions)
-
-
 @dataclass(frozen=True)
 class DayPoint:
     day: dt.date
@@ -147,26 +125,53 @@ class DayPoint:
         return self.dmarc_pass + self.dmarc_fail
 
 
-def messages_by_day(organisation: Organisation, domain: str, *, start: dt.date) -> list[DayPoint]:
-    """One point per day of the range up to yesterday (today too once it has reports), days
-    without reports included as zero."""
-    rows = (
+def totals_and_days(
+    organisation: Organisation, domain: str, *, start: dt.date
+) -> tuple[Totals, list[DayPoint]]:
+    """The range's totals and one point per day, from one scan of the rollups.
+
+    Days run up to yesterday (today too once it has reports), days without reports as zero.
+    """
+    rows = _rows(
         _rollups(organisation, domain, start)
-        .values("day")
-        .annotate(n_messages=_sum(), n_dmarc_pass=_sum(_DMARC_PASS))
-        .order_by("day")
+        .values("day", "disposition", *_FLAGS)
+        .annotate(n_messages=Sum("messages"))
     )
-    found = {row["day"]: row for row in rows}
-    end = max([timezone.now().date() - dt.timedelta(days=1), *found])
+    total = SourceCounts(messages=0)
+    dispositions: dict[str, int] = {}
+    days: dict[dt.date, list[int]] = {}
+    for row in rows:
+        counts = _flag_counts(row)
+        total = total + counts
+        dispositions[row["disposition"]] = dispositions.get(row["disposition"], 0) + counts.messages
+        sums = days.setdefault(row["day"], [0, 0])
+        sums[0] += counts.dmarc_pass
+        sums[1] += counts.dmarc_fail
+    totals = Totals(
+        messages=total.messages,
+        dmarc_pass=total.dmarc_pass,
+        spf_aligned_pass=total.spf_aligned_pass,
+        dkim_aligned_pass=total.dkim_aligned_pass,
+        spf_pass=total.spf_pass,
+        dkim_pass=total.dkim_pass,
+        dispositions={d: n for d, n in sorted(dispositions.items()) if n},
+    )
+    end = max([timezone.now().date() - dt.timedelta(days=1), *days])
     points = []
     day = start
     while day <= end:
-        row = found.get(day)
-        passed = int(row["n_dmarc_pass"]) if row else 0
-        total = int(row["n_messages"]) if row else 0
-        points.append(DayPoint(day, passed, total - passed))
+        passed, failed = days.get(day, [0, 0])
+        points.append(DayPoint(day, passed, failed))
         day += dt.timedelta(days=1)
-    return points
+    return totals, points
+
+
+def report_totals(organisation: Organisation, domain: str, *, start: dt.date) -> Totals:
+    return totals_and_days(organisation, domain, start=start)[0]
+
+
+def messages_by_day(organisation: Organisation, domain: str, *, start: dt.date) -> list[DayPoint]:
+    return totals_and_days(organisation, domain, start=start)[1]
 
 
 @dataclass(frozen=True)
@@ -195,17 +200,20 @@ class SourceRow:
         return self.ptr
 
 
-def _source_rows(rows: list[dict[str, Any]]) -> list[SourceRow]:
-    infos = {
-        info.ip: info for info in SourceInfo.objects.filter(ip__in=[r["source_ip"] for r in rows])
-    }
+def source_infos(addresses: list[str]) -> dict[str, SourceInfo]:
+    return {info.ip: info for info in SourceInfo.objects.filter(ip__in=addresses)}
+
+
+def _source_rows(counted: dict[str, SourceCounts], *, named: bool = True) -> list[SourceRow]:
+    """Rows by volume, each with its class, and what is known about it when `named`."""
+    ordered = sorted(counted.items(), key=lambda item: (-item[1].messages, item[0]))
+    infos = source_infos([ip for ip, _ in ordered]) if named else {}
     result = []
-    for row in rows:
-        counts = SourceCounts(**_counts(row))
-        info = infos.get(row["source_ip"])
+    for ip, counts in ordered:
+        info = infos.get(ip)
         result.append(
             SourceRow(
-                ip=row["source_ip"],
+                ip=ip,
                 counts=counts,
                 classification=classify(counts),
                 ptr=info.ptr if info else "",
@@ -218,17 +226,54 @@ def _source_rows(rows: list[dict[str, Any]]) -> list[SourceRow]:
     return result
 
 
+def _fold_by_source(queryset: QuerySet[DailyRollup]) -> dict[str, SourceCounts]:
+    counted: dict[str, SourceCounts] = {}
+    for row in _rows(queryset.values("source_ip", *_FLAGS).annotate(n_messages=Sum("messages"))):
+        ip = row["source_ip"]
+        counts = _flag_counts(row)
+        counted[ip] = counted[ip] + counts if ip in counted else counts
+    return counted
+
+
+def _top_addresses(
+    organisation: Organisation, domain: str, start: dt.date, limit: int | None
+) -> list[dict[str, Any]]:
+    query = (
+        _rollups(organisation, domain, start)
+        .values("source_ip")
+        .annotate(n_messages=Sum("messages"))
+        .order_by(*_BY_VOLUME)
+    )
+    return _rows(query[:limit] if limit is not None else query)
+
+
+def _sources_detail(
+    organisation: Organisation, domain: str, start: dt.date, addresses: list[str]
+) -> list[SourceRow]:
+    if not addresses:
+        return []
+    rollups = _rollups(organisation, domain, start).filter(source_ip__in=addresses)
+    return _source_rows(_fold_by_source(rollups))
+
+
 def top_sources(
     organisation: Organisation, domain: str, *, start: dt.date, limit: int = TOP_SOURCES
 ) -> list[SourceRow]:
-    """The addresses that sent the most mail as the domain, with names and classes."""
-    rows = _rows(
-        _rollups(organisation, domain, start)
-        .values("source_ip")
-        .annotate(**_COUNT_SUMS)
-        .order_by(*_BY_VOLUME)[:limit]
-    )
-    return _source_rows(rows)
+    """The addresses that sent the most mail as the domain, with names and classes.
+
+    Two steps: the biggest addresses by a single SUM, then their results for those only.
+    """
+    top = [row["source_ip"] for row in _top_addresses(organisation, domain, start, limit)]
+    return _sources_detail(organisation, domain, start, top)
+
+
+def top_sources_counted(
+    organisation: Organisation, domain: str, *, start: dt.date, limit: int = TOP_SOURCES
+) -> tuple[list[SourceRow], int]:
+    """The top sources and how many sources the range has, from the same first step."""
+    everyone = _top_addresses(organisation, domain, start, None)
+    top = [row["source_ip"] for row in everyone[:limit]]
+    return _sources_detail(organisation, domain, start, top), len(everyone)
 
 
 def source_count(organisation: Organisation, domain: str, *, start: dt.date) -> int:
@@ -237,15 +282,11 @@ def source_count(organisation: Organisation, domain: str, *, start: dt.date) -> 
     )
 
 
-def all_sources(organisation: Organisation, domain: str, *, start: dt.date) -> list[SourceRow]:
-    """Every source of the range (for the advisor: legitimate failing senders by volume)."""
-    rows = _rows(
-        _rollups(organisation, domain, start)
-        .values("source_ip")
-        .annotate(**_COUNT_SUMS)
-        .order_by(*_BY_VOLUME)
-    )
-    return _source_rows(rows)
+def all_sources(
+    organisation: Organisation, domain: str, *, start: dt.date, named: bool = True
+) -> list[SourceRow]:
+    """Every source of the range by volume (the advisor's input); names only when `named`."""
+    return _source_rows(_fold_by_source(_rollups(organisation, domain, start)), named=named)
 
 
 @dataclass(frozen=True)
@@ -557,18 +598,30 @@ def policy_reported(organisation: Organisation, domain: str) -> dict[str, str | 
 def policy_advice(
     organisation: Organisation, domain: str, *, today: dt.date | None = None
 ) -> Advice:
-    """The advisor on the last 30 days of the domain's rollups and its current record."""
+    """The advisor on the last 30 days of the domain's rollups and its current record.
+
+    Every source goes in unnamed (a domain may have tens of thousands); only the few the
+    advice lists are looked up for their names.
+    """
     start = range_start(ADVISOR_DAYS, today=today)
     sources = [
-        SourceVolume(row.ip, row.counts, row.ptr)
-        for row in all_sources(organisation, domain, start=start)
+        SourceVolume(row.ip, row.counts)
+        for row in all_sources(organisation, domain, start=start, named=False)
     ]
-    return advise(
+    advice = advise(
         domain,
         sources,
         record=dmarc_record_checked(organisation, domain),
         published=policy_reported(organisation, domain),
     )
+    infos = source_infos([s.ip for s in [*advice.fix_first, *advice.review]])
+
+    def named(items: list[SourceToFix]) -> list[SourceToFix]:
+        return [
+            replace(item, name=infos[item.ip].ptr) if item.ip in infos else item for item in items
+        ]
+
+    return replace(advice, fix_first=named(advice.fix_first), review=named(advice.review))
 
 
 @dataclass(frozen=True)
@@ -596,15 +649,17 @@ def domain_summary(
     top: int = TOP_SOURCES,
 ) -> DomainSummary:
     start = range_start(days, today=today)
+    totals, by_day = totals_and_days(organisation, domain, start=start)
+    top_rows, count = top_sources_counted(organisation, domain, start=start, limit=top)
     return DomainSummary(
         organisation=organisation,
         domain=domain,
         days=days,
         start=start,
-        totals=report_totals(organisation, domain, start=start),
-        by_day=messages_by_day(organisation, domain, start=start),
-        top_sources=top_sources(organisation, domain, start=start, limit=top),
-        source_count=source_count(organisation, domain, start=start),
+        totals=totals,
+        by_day=by_day,
+        top_sources=top_rows,
+        source_count=count,
         reporters=reporters(organisation, domain, start=start),
         dkim_selectors=dkim_selectors_seen(organisation, domain, start=start),
         tls=tls_summary(organisation, domain, start=start),
