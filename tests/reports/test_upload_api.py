@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -124,3 +126,25 @@ def test_uploaded_reports_are_listed(owner_api):
         pytest.skip("the read side of the reports API is not installed")
     assert listing.status_code == 200
     assert listing.json()["results"][0]["report_id"] == "generated-1"
+
+
+@pytest.mark.parametrize("name", ["rfc8460-example", "google-style", "no-policy-found"])
+def test_tls_reports_upload_stored_once_in_either_shape(owner_api, org, name):
+    from reports.models import TlsFailure, TlsPolicy, TlsReport
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "reports" / "tlsrpt"
+    plain = _upload(owner_api, (fixtures / f"{name}.json").read_bytes(), f"{name}.json")
+    assert plain.status_code == 201, plain.json()
+    report = plain.json()["report"]
+    assert report["kind"] == "tlsrpt" and report["organisation"] == org.slug
+    stored = TlsReport.objects.get(pk=report["id"])
+    assert (stored.successful_sessions, stored.failed_sessions) == (
+        report["successful_sessions"], report["failed_sessions"],
+    )  # fmt: skip
+    failures = TlsFailure.objects.filter(policy__report=stored)
+    assert sum(f.failed_session_count for f in failures) <= stored.failed_sessions
+    assert TlsPolicy.objects.filter(report=stored).exists()
+    gzipped = _upload(owner_api, (fixtures / f"{name}.json.gz").read_bytes(), f"{name}.json.gz")
+    assert gzipped.status_code == 200
+    assert gzipped.json()["status"] == "duplicate"
+    assert TlsReport.objects.count() == 1
