@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
-from blocklists.query import InvalidTarget, address_version, probe_name, query_name
+from blocklists.query import MAX_NAME, InvalidTarget, address_version, probe_name, target_label
 from blocklists.verdict import ListingStatus, Verdict, probe_verdict, read_answer
 from blocklists.zones import ZoneInfo, ZoneKind
 from dns_records.lookups import Lookup
@@ -52,13 +52,6 @@ class PollResultDict(TypedDict):
     reason: str
 
 
-def applies(target: PollTarget, zone: ZoneInfo) -> bool:
-    """Whether the zone lists this kind of target (an IPv4-only list is not asked about IPv6)."""
-    if target.kind is not zone.kind:
-        return False
-    return zone.kind is ZoneKind.DOMAIN or zone.ipv6 or address_version(target.value) == 4
-
-
 def asked_zone(zone: ZoneInfo, dqs_key: str) -> tuple[str, str]:
     """The zone the questions go to, and the key in their names: the DQS zone with a key."""
     if dqs_key and zone.dqs_zone:
@@ -78,15 +71,30 @@ def poll(
     """Every applicable (target, zone), in target then zone order."""
     pairs: list[tuple[PollTarget, ZoneInfo, str]] = []
     results: dict[int, Verdict] = {}
+    # Each target's label (reversed address, or the domain) and each zone's suffix once: a
+    # poll is targets x zones names, and parsing an address costs more than asking about it.
+    suffixes = {}
+    for zone in zones:
+        name, key = asked_zone(zone, dqs_key)
+        suffixes[zone.name, zone.kind] = f"{key}.{name}" if key else name
     for target in targets:
+        try:
+            label = target_label(target.kind, target.value)
+            ipv4 = target.kind is ZoneKind.IP and address_version(target.value) == 4
+        except InvalidTarget as exc:
+            label, ipv4, problem = "", False, str(exc)
         for zone in zones:
-            if not applies(target, zone):
+            if target.kind is not zone.kind or (
+                zone.kind is ZoneKind.IP and not zone.ipv6 and not ipv4
+            ):
                 continue
-            name, key = asked_zone(zone, dqs_key)
-            try:
-                qname = query_name(target.kind, target.value, name, dqs_key=key)
-            except InvalidTarget as exc:
-                results[len(pairs)] = Verdict.error(str(exc))
+            qname = f"{label}.{suffixes[zone.name, zone.kind]}" if label else ""
+            if not label:
+                results[len(pairs)] = Verdict.error(problem)
+            elif len(qname) > MAX_NAME:
+                results[len(pairs)] = Verdict.error(
+                    f"{target.value} under {zone.name} makes a name longer than DNS allows."
+                )
                 qname = ""
             pairs.append((target, zone, qname))
     probes = {}
@@ -102,21 +110,15 @@ def poll(
         key: probe_verdict(next(z for z in zones if (z.name, z.kind) == key), answer)
         for key, answer in zip(probe_keys, answers[len(asked) :], strict=True)
     }
-    listed = [
-        i
-        for i in asked
-        if read_answer(pairs[i][1], a_answers[i]).status is ListingStatus.LISTED
-        and not untrusted[pairs[i][1].name, pairs[i][1].kind]
-    ]
+    for i in asked:
+        zone = pairs[i][1]
+        why = untrusted[zone.name, zone.kind]
+        results[i] = Verdict.error(why) if why else read_answer(zone, a_answers[i])
+    listed = [i for i in asked if results[i].status is ListingStatus.LISTED]
     txts = resolver.lookup_many(
         [(pairs[i][2], "TXT") for i in listed], concurrency=concurrency, cancelled=cancelled
     )
     txt_of = dict(zip(listed, txts, strict=True))
-    for i in asked:
-        zone = pairs[i][1]
-        why = untrusted[zone.name, zone.kind]
-        if why:
-            results[i] = Verdict.error(why)
-        else:
-            results[i] = read_answer(zone, a_answers[i], txt_of.get(i))
+    for i in listed:  # read again with the list's reason
+        results[i] = read_answer(pairs[i][1], a_answers[i], txt_of[i])
     return [PollResult(target, zone, results[i]) for i, (target, zone, _q) in enumerate(pairs)]

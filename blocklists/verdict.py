@@ -45,6 +45,8 @@ class Verdict:
 
 def printable(text: str, limit: int = MAX_REASON) -> str:
     """Text from a stranger's DNS, as it may be stored and shown: no control characters, one line."""
+    if text.isprintable():
+        return text[:limit]
     cleaned = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
     cleaned = cleaned.encode("utf-8", errors="replace").decode("utf-8")
     return cleaned[:limit]

@@ -7,7 +7,6 @@ never read as a missing record.
 
 from __future__ import annotations
 
-import functools
 import heapq
 import secrets
 import selectors
@@ -165,6 +164,10 @@ def reverse_name(address: str) -> str:
 
 
 _HEADER = struct.Struct("!HHHHHH")
+# A query unanswered this long is sent once more, when its attempt has at least twice as long.
+RESEND_AFTER = 0.5
+_RESEND = 0
+_GIVE_UP = 1
 _RD = 0x0100
 _QR = 0x8000
 _TC = 0x0200
@@ -176,9 +179,9 @@ _RDTYPES: dict[str, int] = {}
 def _question_wire(name: str, rdtype: str) -> bytes:
     """The question section of a query: the name's labels, type and class IN.
 
-    Plain ASCII names (all a blocklist poll asks) are encoded here, their suffixes (the zone,
-    the /24 of an address) remembered: dnspython's `Name` costs more CPU than the rest of a
-    fan-out's query together. Others go through dnspython.
+    Plain ASCII names (all a blocklist poll asks) are encoded here, their labels remembered:
+    dnspython's `Name` costs more CPU than the rest of a fan-out's query together. Others go
+    through dnspython.
     """
     code = _RDTYPES.get(rdtype)
     if code is None:
@@ -195,12 +198,24 @@ def _question_wire(name: str, rdtype: str) -> bytes:
     return wire + struct.pack("!HH", code, 1)
 
 
-@functools.lru_cache(maxsize=8192)
+# Labels already encoded: blocklist names repeat the same few (octets, nibbles, zone labels).
+_LABELS: dict[str, bytes] = {}
+
+
 def _name_wire(text: str) -> bytes:
-    first, dot, rest = text.partition(".")
-    if not 0 < len(first) < 64:
-        raise ValueError(f"{text!r} has an empty label or one over 63 characters")
-    return bytes((len(first),)) + first.encode("ascii") + (_name_wire(rest) if dot else b"\0")
+    labels = _LABELS
+    if len(labels) > 50_000:
+        labels.clear()
+    parts = []
+    for label in text.split("."):
+        wire = labels.get(label)
+        if wire is None:
+            if not 0 < len(label) < 64:
+                raise ValueError(f"{text!r} has an empty label or one over 63 characters")
+            wire = labels[label] = bytes((len(label),)) + label.encode("ascii")
+        parts.append(wire)
+    parts.append(b"\0")
+    return b"".join(parts)
 
 
 @dataclass(eq=False)
@@ -218,6 +233,7 @@ class _Pending:
     channel: _Channel | None = None
     failures: list[str] = field(default_factory=list)
     truncated: bool = False
+    wire: bytes = b""
 
 
 @dataclass(eq=False)
@@ -268,8 +284,9 @@ class FanOut:
         self._open: dict[int, _Channel] = {}  # the channel taking new questions, per server
         self._channels: set[_Channel] = set()
         self._in_flight = 0
-        # (attempt deadline, attempt number, item); entries of finished attempts are skipped.
-        self._timers: list[tuple[float, int, _Pending]] = []
+        # (when, attempt number, what, item): what is _RESEND or _GIVE_UP; timers of attempts
+        # already answered are skipped.
+        self._timers: list[tuple[float, int, int, _Pending]] = []
         self._results: list[Lookup | None] = []
 
     def run(self, questions: Sequence[tuple[str, str]]) -> list[Lookup]:
@@ -297,7 +314,7 @@ class FanOut:
                 if not self._in_flight:
                     continue
                 while timers and (
-                    timers[0][2].channel is None or timers[0][1] != timers[0][2].attempt
+                    timers[0][3].channel is None or timers[0][1] != timers[0][3].attempt
                 ):
                     heapq.heappop(timers)
                 wait = timers[0][0] - time.monotonic() if timers else self.timeout
@@ -307,9 +324,12 @@ class FanOut:
                     truncated += self._drain(key.data)
                 now = time.monotonic()
                 while timers and timers[0][0] <= now:
-                    _deadline, attempt, item = heapq.heappop(timers)
+                    _when, attempt, what, item = heapq.heappop(timers)
                     if item.channel is None or attempt != item.attempt:
                         continue  # that attempt was answered already
+                    if what == _RESEND:
+                        self._resend(item)
+                        continue
                     self._detach(item)
                     item.failures.append("")  # a timeout: counted, not named
                     self._send_next(item)
@@ -381,7 +401,8 @@ class FanOut:
                 query_id = secrets.randbits(16)
                 while query_id in channel.waiting:
                     query_id = secrets.randbits(16)
-                channel.sock.send(_HEADER.pack(query_id, _RD, 1, 0, 0, 0) + item.question)
+                wire = _HEADER.pack(query_id, _RD, 1, 0, 0, 0) + item.question
+                channel.sock.send(wire)
             except OSError as exc:
                 item.failures.append(f"Do53:{server.address}@{server.port}: {exc}")
                 continue
@@ -393,10 +414,23 @@ class FanOut:
             item.query_id = query_id
             item.channel = channel
             item.attempt = self.queries_sent
+            item.wire = wire
             self._in_flight += 1
-            deadline = now + left / (len(self._servers) - item.server)
-            heapq.heappush(self._timers, (deadline, item.attempt, item))
+            window = left / (len(self._servers) - item.server)
+            heapq.heappush(self._timers, (now + window, item.attempt, _GIVE_UP, item))
+            if window >= 2 * RESEND_AFTER:
+                heapq.heappush(self._timers, (now + RESEND_AFTER, item.attempt, _RESEND, item))
             return
+
+    def _resend(self, item: _Pending) -> None:
+        """Send the same query again (same id and socket): a UDP datagram lost on the way, or
+        dropped by a busy server, costs a short wait instead of the whole time limit."""
+        assert item.channel is not None
+        try:
+            item.channel.sock.send(item.wire)
+        except OSError:
+            return  # the attempt's own timer still ends it
+        self.queries_sent += 1
 
     def _detach(self, item: _Pending) -> None:
         channel = item.channel

@@ -49,7 +49,7 @@ def test_thousands_of_questions_in_order_with_bounded_concurrency(knot_resolver)
     assert [a.name for a in answers] == [q for q, _ in questions]
     assert answers[2].records == ("127.0.0.10", "127.0.0.2")
     assert sum(a.status is LookupStatus.NXDOMAIN for a in answers) == 2999
-    assert fan.queries_sent == 3000
+    assert fan.queries_sent >= 3000
 
 
 def test_a_silent_server_is_a_timeout_error_within_the_limit(bl_relay):
@@ -145,3 +145,44 @@ def test_cancelled_fan_out_answers_errors_at_once(bl_relay):
 def test_a_malformed_name_is_an_error_not_a_crash(knot_resolver):
     answers = knot_resolver.lookup_many([("a..b.test", "A"), ("x" * 64 + ".test", "A")])
     assert all(a.failed for a in answers)
+
+
+def test_a_lost_datagram_is_sent_again_before_the_time_limit(bl_knot):
+    """A server that drops the first copy of every query: the resend gets the answer."""
+    seen: set[bytes] = set()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.33", 0))
+        server.settimeout(0.2)
+        port = server.getsockname()[1]
+        stop = threading.Event()
+
+        def drop_first_copies():
+            upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            upstream.settimeout(1)
+            while not stop.is_set():
+                try:
+                    data, client = server.recvfrom(4096)
+                except OSError:
+                    continue
+                if data not in seen:
+                    seen.add(data)
+                    continue
+                upstream.sendto(data, (bl_knot.address, bl_knot.port))
+                reply, _ = upstream.recvfrom(4096)
+                server.sendto(reply, client)
+            upstream.close()
+
+        thread = threading.Thread(target=drop_first_copies, daemon=True)
+        thread.start()
+        try:
+            resolver = Resolver(nameservers=[parse_nameserver(f"127.0.0.33:{port}")], timeout=2)
+            started = time.monotonic()
+            answers = resolver.lookup_many(
+                [("2.0.0.127.zen.spamhaus.org", "A"), ("1.0.0.127.zen.spamhaus.org", "A")]
+            )
+            elapsed = time.monotonic() - started
+        finally:
+            stop.set()
+            thread.join()
+    assert answers[0].ok and answers[1].status is LookupStatus.NXDOMAIN
+    assert 0.4 < elapsed < 1.5
