@@ -44,6 +44,8 @@ CONTROL = re.compile("[\x00-\x1f\x7f]")
 # and NUL in particular ends as a 500 from PostgreSQL. Lone surrogates cannot be stored at all.
 VALUE_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 MAX_JSON_DEPTH = 64
+# Room for a multipart form's boundaries, headers and small fields around its one file.
+MULTIPART_OVERHEAD = 1024 * 1024
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # What a replaced error response keeps: the security middleware's headers and the HTTP ones.
 DROPPED_HEADERS = {"content-type", "content-length", "content-disposition", "content-encoding"}
@@ -136,6 +138,19 @@ def body_refusal(request: HttpRequest) -> Refusal | None:
         {"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
     )
     if content_type in FORM_TYPES:
+        # Uploaded files are not held to DATA_UPLOAD_MAX_MEMORY_SIZE (Django spools them to
+        # disk): a multipart body larger than the largest file any endpoint takes (a report, with
+        # room for the form around it) is refused before a byte of it is read.
+        upload_limit = settings.MAILSEC_REPORT_MAX_MESSAGE_BYTES + MULTIPART_OVERHEAD
+        refusal = _length_refusal(
+            request,
+            Refusal(
+                413, "too_large", "The request body is too large.", {"max_bytes": upload_limit}
+            ),
+            limit=upload_limit,
+        )
+        if refusal is not None:
+            return refusal
         try:
             post = request.POST
         except RequestDataTooBig:
@@ -190,8 +205,11 @@ def json_refusal(data: Any) -> Refusal | None:
     return None
 
 
-def _length_refusal(request: HttpRequest, too_large: Refusal) -> Refusal | None:
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+def _length_refusal(
+    request: HttpRequest, too_large: Refusal, *, limit: int | None = None
+) -> Refusal | None:
+    if limit is None:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

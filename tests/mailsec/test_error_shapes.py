@@ -3,6 +3,7 @@ error shape {"error": {"code", "message", "details"}}, whichever layer refused t
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -144,6 +145,21 @@ def test_an_oversized_form_body_is_a_413(owner_api: APIClient, settings: Any) ->
         DOMAINS, "name=" + "a" * 2000, content_type="application/x-www-form-urlencoded"
     )
     assert_error_shape(response, 413, "too_large")
+
+
+def test_a_multipart_body_over_the_largest_upload_is_a_413_before_it_is_read(
+    owner_api: APIClient, settings: Any
+) -> None:
+    """Uploaded files escape DATA_UPLOAD_MAX_MEMORY_SIZE (Django spools them to disk), so the
+    guard refuses a multipart body larger than any endpoint takes by its Content-Length."""
+    from mailsec.middleware import MULTIPART_OVERHEAD
+
+    settings.MAILSEC_REPORT_MAX_MESSAGE_BYTES = 1000
+    big = io.BytesIO(b"<feedback/>" + b" " * (MULTIPART_OVERHEAD + 2000))
+    big.name = "report.xml"
+    response = owner_api.post("/api/v1/reports/", {"file": big}, format="multipart")
+    body = assert_error_shape(response, 413, "too_large")
+    assert body["details"]["max_bytes"] == 1000 + MULTIPART_OVERHEAD
 
 
 def test_too_many_form_fields_is_a_400(owner_api: APIClient, settings: Any) -> None:
