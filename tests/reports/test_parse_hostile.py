@@ -638,3 +638,91 @@ def test_mutated_report_seeded_sweep() -> None:
         at = chooser.randrange(len(data))
         data[at] = chooser.choice(b"<>&\"'/!?x\x00\xff ")
         _parse_or_reject(bytes(data))
+
+
+# --- the fast record parser agrees with the plain one ------------------------------------
+
+
+def _records_both_ways(raw: bytes) -> tuple[list[object], list[object]]:
+    from lxml import etree
+
+    from reports.aggregate_xml import parse_record, parse_record_fast
+
+    plain: list[object] = []
+    fast: list[object] = []
+    for _event, element in etree.iterparse(io.BytesIO(raw), events=("end",), tag="{*}record"):
+        plain.append(parse_record(element, len(plain) + 1))
+        fast.append(parse_record_fast(element, len(fast) + 1))
+    return plain, fast
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        p
+        for p in sorted(SAMPLES.rglob("*.xml"))
+        if p.stat().st_size and "invalid" not in p.name and "ikea" not in p.name
+    ],
+    ids=lambda p: p.name,
+)
+def test_fast_record_parser_gives_what_the_plain_one_gives_on_every_sample(path: Path) -> None:
+    plain, fast = _records_both_ways(path.read_bytes())
+    assert plain and plain == fast
+
+
+def test_fast_record_parser_gives_what_the_plain_one_gives_on_varied_records() -> None:
+    reasons = (
+        "<reason><type>Forwarded</type><comment>arc=pass</comment></reason>"
+        "<reason><type>local_policy</type></reason>"
+    )
+    text = report_bytes(300).decode()
+    text = text.replace(
+        "<spf>fail</spf></policy_evaluated>",
+        "<spf>FAIL</spf>" + reasons + "</policy_evaluated>",
+        50,
+    )
+    text = text.replace(
+        "<header_from>example.com</header_from>",
+        "<header_from>Example.COM.</header_from><envelope_to>To.example</envelope_to>",
+        30,
+    )
+    text = text.replace(
+        "<result>fail</result></spf>", "<scope>MFROM</scope><result>SoftFail</result></spf>", 40
+    )
+    text = text.replace("<source_ip>10.0.0.", "<source_ip>2001:DB8:0:0::", 20)
+    text = text.replace(
+        "<dkim><domain>example.com</domain>",
+        "<dkim><domain>example.com</domain><human_result>ok</human_result>",
+        60,
+    )
+    namespaced = text.replace(
+        "<feedback>", '<feedback xmlns="urn:ietf:params:xml:ns:dmarc-2.0">', 1
+    )
+    for raw in (text.encode(), namespaced.encode()):
+        plain, fast = _records_both_ways(raw)
+        assert len(plain) == 300 and plain == fast
+        assert any(r.reasons for r in fast) and any(":" in r.source_ip for r in fast)  # type: ignore[attr-defined]
+
+
+def test_new_record_builds_what_the_dataclass_builds() -> None:
+    from reports.aggregate_xml import new_record
+    from reports.parsed import AggregateRecord, DkimAuth, PolicyOverride, SpfAuth
+
+    values = (
+        "192.0.2.1",
+        3,
+        "none",
+        "pass",
+        "fail",
+        "a.example",
+        "b.example",
+        "c.example",
+        (PolicyOverride("forwarded", "x"),),
+        (DkimAuth("a.example", "s1", "pass"),),
+        (SpfAuth("b.example", "mfrom", "fail"),),
+    )
+    built = new_record(*values)
+    reference = AggregateRecord(*values)
+    assert built == reference and hash(built) == hash(reference)
+    with pytest.raises(AttributeError):
+        built.count = 4  # type: ignore[misc]
