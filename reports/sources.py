@@ -133,3 +133,23 @@ def sources_resolve(
         source_store(name, now=now())
         counts[name.ptr_status] = counts.get(name.ptr_status, 0) + 1
     return counts
+
+
+def sources_refresh_geo(*, batch: int = 2000) -> int:
+    """Give every known source the AS and country of the databases installed now (a local
+    lookup each, no network); returns how many rows changed."""
+    changed = 0
+    last = 0
+    while True:
+        infos = list(SourceInfo.objects.filter(pk__gt=last).order_by("pk")[:batch])
+        if not infos:
+            return changed
+        last = infos[-1].pk
+        updated = []
+        for info in infos:
+            facts = geo.lookup(info.ip)
+            if (info.asn, info.as_org, info.country) != (facts.asn, facts.as_org, facts.country):
+                info.asn, info.as_org, info.country = facts.asn, facts.as_org, facts.country
+                updated.append(info)
+        SourceInfo.objects.bulk_update(updated, ["asn", "as_org", "country"])
+        changed += len(updated)

@@ -147,6 +147,20 @@ def test_nothing_installed_answers_nothing(ip_dir):
     assert geo.installed() == []
 
 
+@pytest.mark.django_db
+def test_install_updates_the_sources_already_known(ip_dir, asn_file, capsys):
+    from reports.models import SourceInfo
+
+    SourceInfo.objects.create(ip="192.0.2.8", ptr="mail.example.com", ptr_status="ok")
+    SourceInfo.objects.create(ip="203.0.113.8", ptr="", ptr_status="none")
+    call_command("install_ip_database", str(asn_file), "--kind", "asn")
+    assert "1 known sources updated" in capsys.readouterr().out
+    known = SourceInfo.objects.get(ip="192.0.2.8")
+    assert (known.asn, known.as_org, known.ptr) == (64500, "Example Net", "mail.example.com")
+    assert SourceInfo.objects.get(ip="203.0.113.8").asn is None
+
+
+@pytest.mark.django_db
 def test_install_then_lookup_asn_and_country(ip_dir, asn_file, country_file, capsys):
     call_command("install_ip_database", str(asn_file), "--kind", "asn")
     assert "Installed asn database" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from reports.geo import KINDS, IpDatabaseError, install
+from reports.sources import sources_refresh_geo
 
 
 class Command(BaseCommand):
@@ -29,8 +30,9 @@ class Command(BaseCommand):
             database = install(options["file"], kind=options["kind"])
         except IpDatabaseError as exc:
             raise CommandError(f"{options['file']}: {exc}") from None
+        changed = sources_refresh_geo()
         self.stdout.write(
             f"Installed {database.kind} database {database.database_type or '(untyped)'} "
-            f"built {database.build_date} at {database.path}. Sources get their "
-            f"{'AS' if database.kind == 'asn' else 'country'} as they are next resolved."
+            f"built {database.build_date} at {database.path}; {changed} known sources updated, "
+            "new ones get theirs as they are named."
         )
