@@ -273,3 +273,23 @@ def test_admin_role_can_reprocess(client_of, org, quarantined, django_user_model
     admin = django_user_model.objects.create_user("ada", password="x" * 20)
     membership_set(organisation=org, user=admin, role=Role.ADMIN, actor=None)
     assert client_of(admin).post(f"/raw-messages/{mine.pk}/reprocess/").status_code == 200
+
+
+def test_attribution_is_shown_while_an_ip_database_is_installed(
+    client_of, owner, report, tmp_path, settings
+):
+    from reports import geo
+    from tests.reports.mmdb import write_mmdb
+
+    settings.MAILSEC_IP_DATABASE_DIR = str(tmp_path / "ip")
+    client = client_of(owner)
+    url = f"/reports/domains/{report.domain.pk}/"
+    assert "CC BY 4.0" not in client.get(url).content.decode()
+    database = write_mmdb(
+        tmp_path / "dbip-asn-lite-2026-01.mmdb",
+        {"192.0.2.0/24": {"autonomous_system_number": 64500}},
+        "DBIP-ASN-Lite (compat=GeoLite2-ASN)",
+    )
+    geo.install(database, kind="asn")
+    html = client.get(url).content.decode()
+    assert "by DB-IP (https://db-ip.com), licensed under CC BY 4.0" in html
