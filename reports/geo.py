@@ -189,26 +189,26 @@ def attribution() -> list[str]:
     return lines
 
 
-# Open readers, keyed by kind, reopened when the file changes (a new install).
-_readers: dict[str, tuple[float, Any]] = {}
+# Open readers, keyed by kind, reopened when the file changes (a new install, another directory).
+_readers: dict[str, tuple[tuple[str, float], Any]] = {}
 _lock = threading.Lock()
 
 
 def _reader(kind: str) -> Any:
     path = database_path(kind)
     try:
-        mtime = path.stat().st_mtime
+        version = (str(path), path.stat().st_mtime)
     except OSError:
         return None
     with _lock:
         cached = _readers.get(kind)
-        if cached is not None and cached[0] == mtime:
+        if cached is not None and cached[0] == version:
             return cached[1]
         try:
             reader = maxminddb.open_database(str(path), maxminddb.MODE_MMAP)
         except (OSError, ValueError, maxminddb.InvalidDatabaseError):
             return None
-        _readers[kind] = (mtime, reader)
+        _readers[kind] = (version, reader)
         return reader
 
 
