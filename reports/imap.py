@@ -37,6 +37,7 @@ SKIPPED_KEYWORD = "$MailsecSkipped"
 BATCH_SIZE = 50
 MAX_MESSAGES_PER_POLL = 1000
 TIMEOUT_SECONDS = 30.0
+LITERAL_SLACK = 64 * 1024
 
 
 class FailureKind(StrEnum):
@@ -131,14 +132,34 @@ def allowed_addresses(host: str, resolver: Resolver | None = None) -> list[str]:
     return allowed
 
 
+def _bounded_read(read: Callable[[int], bytes], size: int, limit: int) -> bytes:
+    """imaplib reads a literal of whatever size the server announces: refuse one over the
+    limit before reading it, so a hostile server cannot fill the worker's memory."""
+    if size > limit:
+        raise ImapFailure(
+            FailureKind.PROTOCOL, f"the server sent {size} bytes at once, over mailsec's limit"
+        )
+    return read(size)
+
+
 class _TlsConnection(IMAP4_TLS):  # type: ignore[misc]
     """imaplib over TLS to a checked address, verifying the certificate for the host name."""
 
     def __init__(
-        self, host: str, address: str, port: int, context: ssl.SSLContext, timeout: float
+        self,
+        host: str,
+        address: str,
+        port: int,
+        context: ssl.SSLContext,
+        timeout: float,
+        max_literal: int,
     ) -> None:
         self._address = address
+        self._max_literal = max_literal
         super().__init__(host, port, context, timeout)
+
+    def read(self, size: int) -> bytes:
+        return _bounded_read(super().read, size, self._max_literal)
 
     def _create_socket(self, timeout: float | None = None) -> socket.socket:
         sock = socket.create_connection((self._address, self.port), timeout or self._timeout)
@@ -152,9 +173,15 @@ class _TlsConnection(IMAP4_TLS):  # type: ignore[misc]
 class _PlainConnection(IMAP4WithTimeout):  # type: ignore[misc]
     """imaplib in clear to a checked address, until STARTTLS (verified for the host name)."""
 
-    def __init__(self, host: str, address: str, port: int, timeout: float) -> None:
+    def __init__(
+        self, host: str, address: str, port: int, timeout: float, max_literal: int
+    ) -> None:
         self._address = address
+        self._max_literal = max_literal
         super().__init__(host, port, timeout)
+
+    def read(self, size: int) -> bytes:
+        return _bounded_read(super().read, size, self._max_literal)
 
     def _create_socket(self, timeout: float | None = None) -> socket.socket:
         return socket.create_connection((self._address, self.port), timeout or self._timeout)
@@ -169,16 +196,20 @@ class _Client(IMAPClient):  # type: ignore[misc]
         implicit_tls: bool,
         context: ssl.SSLContext,
         timeout: float,
+        max_literal: int,
     ) -> None:
         self._address = address
         self._context = context
+        self._max_literal = max_literal
         super().__init__(host, port=port, ssl=implicit_tls, ssl_context=context, timeout=timeout)
 
     def _create_IMAP4(self) -> Any:
         timeout = getattr(self._timeout, "connect", None) or TIMEOUT_SECONDS
         if self.ssl:
-            return _TlsConnection(self.host, self._address, self.port, self._context, timeout)
-        return _PlainConnection(self.host, self._address, self.port, timeout)
+            return _TlsConnection(
+                self.host, self._address, self.port, self._context, timeout, self._max_literal
+            )
+        return _PlainConnection(self.host, self._address, self.port, timeout, self._max_literal)
 
 
 def _failure(exc: BaseException, host: str) -> ImapFailure:
@@ -204,7 +235,9 @@ def _failure(exc: BaseException, host: str) -> ImapFailure:
     return ImapFailure(FailureKind.PROTOCOL, f"{host} answered unexpectedly: {text}")
 
 
-def _connect(account: ImapAccount, addresses: Sequence[str], timeout: float) -> _Client:
+def _connect(
+    account: ImapAccount, addresses: Sequence[str], timeout: float, max_literal: int
+) -> _Client:
     context = tls_context()
     last: ImapFailure | None = None
     for address in addresses:
@@ -216,6 +249,7 @@ def _connect(account: ImapAccount, addresses: Sequence[str], timeout: float) -> 
                 account.security != "starttls",
                 context,
                 timeout,
+                max_literal,
             )
         except (OSError, imap_errors.IMAPClientError) as exc:
             last = _failure(exc, account.host)
@@ -265,6 +299,12 @@ def _move(client: _Client, uid: int, folder: str) -> None:
         client.expunge()
 
 
+def _mark_skipped(client: _Client, uid: int) -> None:
+    """Mark a message later polls pass by; a server refusing keywords only costs a size check."""
+    with contextlib.suppress(imap_errors.IMAPClientError):
+        client.add_flags([uid], [SKIPPED_KEYWORD], silent=True)
+
+
 def poll(
     account: ImapAccount,
     store: Store,
@@ -280,7 +320,8 @@ def poll(
     through unchanged, with the message left in the folder.
     """
     addresses = allowed_addresses(account.host, resolver)
-    client = _connect(account, addresses, timeout)
+    # A message is read whole only within the limit; the slack covers IMAP's own literals.
+    client = _connect(account, addresses, timeout, max_bytes + LITERAL_SLACK)
     outcome = PollOutcome()
     try:
         try:
@@ -307,15 +348,16 @@ def poll(
                 if size is None:
                     continue  # expunged meanwhile by someone else
                 if int(size) > max_bytes:
-                    client.add_flags([uid], [SKIPPED_KEYWORD], silent=True)
+                    _mark_skipped(client, uid)
                     outcome.too_large += 1
                     continue
-                fetched = client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {})
-                content = fetched.get(b"BODY[]")
+                # At most one byte over the limit, however large the server says it is.
+                fetched = client.fetch([uid], [f"BODY.PEEK[]<0.{max_bytes + 1}>"]).get(uid, {})
+                content = fetched.get(b"BODY[]<0>", fetched.get(b"BODY[]"))
                 if content is None:
                     continue
                 if len(content) > max_bytes:  # the server's size was wrong
-                    client.add_flags([uid], [SKIPPED_KEYWORD], silent=True)
+                    _mark_skipped(client, uid)
                     outcome.too_large += 1
                     continue
                 if store(bytes(content), uid):
