@@ -6,6 +6,8 @@ import datetime as dt
 
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from dns_records.models import Domain
@@ -221,3 +223,38 @@ def test_writes_are_not_offered_by_the_read_viewsets(owner_api, reports):
     assert owner_api.delete(f"/api/v1/reports/{reports[0].pk}/").status_code == 405
     assert owner_api.post("/api/v1/tls-reports/", {}).status_code == 405
     assert owner_api.get(f"/api/v1/reports/{reports[0].pk}/").status_code == 200
+
+
+FUZZ_TEXT = st.one_of(
+    st.sampled_from(["", "\x00", "a\x00b", "%", "%00", "-1", "1e9", "99999999999999999999",
+                     "2026-02-30", "2026-13-01", "<script>", "💌.test", "../.."]),
+    st.text(st.characters(codec="utf-8"), max_size=40),
+)  # fmt: skip
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    name=st.sampled_from(
+        ["domain", "since", "until", "days", "records_offset", "records_limit", "limit"]
+    ),
+    value=FUZZ_TEXT,
+)
+def test_hostile_query_parameters_never_give_a_500(owner_api, reports, name, value):
+    from urllib.parse import urlencode
+
+    query = urlencode({name: value, "domain": D} if name != "domain" else {name: value})
+    for path in (
+        "/api/v1/reports/",
+        f"/api/v1/reports/{reports[0].pk}/",
+        "/api/v1/reports/summary/",
+        "/api/v1/tls-reports/",
+    ):
+        response = owner_api.get(f"{path}?{query}")
+        assert response.status_code < 500, (path, query, response.content[:300])
+        assert response["Content-Type"].startswith("application/json")
+        if response.status_code >= 400:
+            assert "error" in response.json()
