@@ -463,3 +463,76 @@ def test_changes_are_audited_without_the_password(db, org, owner, dovecot):
     for entry in entries:
         assert PASSWORD not in str(entry.before) + str(entry.after)
         assert "new one" not in str(entry.before) + str(entry.after)
+
+
+class HostileImapServer:
+    """A TLS IMAP server on 127.0.0.41 that says a message is 100 bytes, then announces a
+    literal of a gigabyte for it (and sends a little of it): mailsec must refuse the literal
+    before reading it, and store nothing."""
+
+    def __init__(self, directory: Any) -> None:
+        from tests.reports.imap_server import make_certificates
+
+        self.ca_file, cert, key = make_certificates(directory)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert, key)
+        self.listener = socket.create_server((IMAP_ADDRESS, 0))
+        self.port = self.listener.getsockname()[1]
+        self.commands: list[str] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            raw, _ = self.listener.accept()
+        except OSError:
+            return
+        with self.context.wrap_socket(raw, server_side=True) as conn:
+            reader = conn.makefile("rb")
+            conn.sendall(b"* OK [CAPABILITY IMAP4rev1 MOVE UIDPLUS] hostile ready\r\n")
+            for line in reader:
+                tag, _, command = line.decode().strip().partition(" ")
+                self.commands.append(command)
+                verb = command.upper()
+                if verb.startswith("CAPABILITY"):
+                    reply = "* CAPABILITY IMAP4rev1 MOVE UIDPLUS\r\n"
+                elif verb.startswith("SELECT"):
+                    reply = "* 1 EXISTS\r\n* OK [UIDVALIDITY 1] ok\r\n"
+                elif verb.startswith("LIST"):
+                    reply = '* LIST () "/" mailsec-processed\r\n'
+                elif verb.startswith("UID SEARCH"):
+                    reply = "* SEARCH 1\r\n"
+                elif verb.startswith("UID FETCH") and "RFC822.SIZE" in verb:
+                    reply = "* 1 FETCH (UID 1 RFC822.SIZE 100)\r\n"
+                elif verb.startswith("UID FETCH"):
+                    conn.sendall(b"* 1 FETCH (UID 1 BODY[]<0> {1000000000}\r\n" + b"x" * 65536)
+                    return
+                elif verb.startswith("LOGOUT"):
+                    conn.sendall(f"* BYE\r\n{tag} OK bye\r\n".encode())
+                    return
+                else:
+                    reply = ""
+                conn.sendall(f"{reply}{tag} OK done\r\n".encode())
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(timeout=10)
+
+
+def test_a_server_announcing_a_huge_literal_is_refused_before_it_is_read(settings, tmp_path):
+    server = HostileImapServer(tmp_path)
+    settings.MAILSEC_TLS_CA_FILE = str(server.ca_file)
+    stored: list[bytes] = []
+    account = imap.ImapAccount(
+        host=IMAP_ADDRESS, port=server.port, security="tls", username=USER,
+        password=PASSWORD, folder="INBOX", processed_folder="mailsec-processed",
+    )  # fmt: skip
+    try:
+        with pytest.raises(imap.ImapFailure) as failure:
+            imap.poll(account, lambda content, uid: bool(stored.append(content)), max_bytes=10_000)
+    finally:
+        server.close()
+    assert failure.value.kind == imap.FailureKind.PROTOCOL
+    assert "over mailsec's limit" in failure.value.message
+    assert stored == []
+    assert not any(c.upper().startswith("UID MOVE") for c in server.commands)
