@@ -523,13 +523,18 @@ def test_a_server_announcing_a_huge_literal_is_refused_before_it_is_read(setting
     server = HostileImapServer(tmp_path)
     settings.MAILSEC_TLS_CA_FILE = str(server.ca_file)
     stored: list[bytes] = []
+
+    def store(content: bytes, uid: int) -> bool:
+        stored.append(content)
+        return True
+
     account = imap.ImapAccount(
         host=IMAP_ADDRESS, port=server.port, security="tls", username=USER,
         password=PASSWORD, folder="INBOX", processed_folder="mailsec-processed",
     )  # fmt: skip
     try:
         with pytest.raises(imap.ImapFailure) as failure:
-            imap.poll(account, lambda content, uid: bool(stored.append(content)), max_bytes=10_000)
+            imap.poll(account, store, max_bytes=10_000)
     finally:
         server.close()
     assert failure.value.kind == imap.FailureKind.PROTOCOL
