@@ -21,6 +21,24 @@ class BlocklistsConfig(AppConfig):
         register_builtin_providers()
         checks.register(check_zone_settings)
 
+        from hosts.assemble import register_blacklist_provider
+
+        register_blacklist_provider(local_blacklist_of)
+
+
+def local_blacklist_of(organisation_id: int) -> list[Any]:
+    """The organisation's unexpired local blacklist entries, for the hosts it deploys to."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from blocklists.models import BlacklistEntry
+    from hosts.policy import BlacklistEntry as Entry
+
+    rows = BlacklistEntry.objects.filter(organisation_id=organisation_id).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+    )
+    return [Entry(row.network, row.reason) for row in rows.order_by("network")]
+
 
 def check_zone_settings(**_kwargs: Any) -> list[checks.CheckMessage]:
     """MAILSEC_DNSBL_IP_ZONES and MAILSEC_DNSBL_DOMAIN_ZONES hold zone names mailsec can query."""

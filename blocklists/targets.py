@@ -3,9 +3,9 @@
 A provider takes an organisation and the fan-out resolver and returns the addresses and domains
 it knows, each with where it came from. The built-in ones give every domain of the organisation
 (for the domain lists) and every address of every MX host of those domains (for the IP lists).
-The managed-hosts app sits below this one, so when it lands its provider is a function here
-reading its selectors (every address of every managed host, source "host <name>"), registered
-in `register_builtin_providers`; an app above (none yet) would call `register_target_provider`
+The managed-hosts app sits below this one, so its provider is a function here reading its
+selectors (every address of every managed host, source "host <name>"), registered in
+`register_builtin_providers`; an app above (none yet) would call `register_target_provider`
 from its own `AppConfig.ready()`.
 """
 
@@ -20,6 +20,7 @@ from dns_records.checks.mx import MAX_ADDRESSES_PER_HOST, MAX_MX_HOSTS, is_null_
 from dns_records.lookups import Lookup, host_addresses
 from dns_records.models import Domain
 from dns_records.resolver import Resolver
+from hosts.selectors import organisation_host_addresses
 from mailsec.models import Organisation
 
 
@@ -112,9 +113,22 @@ def mx_address_targets(
     return found
 
 
+def host_address_targets(
+    organisation: Organisation, resolver: Resolver, concurrency: int
+) -> FoundTargets:
+    """Every IP address of every managed host of the organisation (its address when that is an
+    IP, and those it reported), for the IP blocklists; no lookup needed."""
+    found = FoundTargets()
+    for host, addresses in organisation_host_addresses(organisation.pk):
+        for address in addresses:
+            found.targets.append(FoundTarget(ZoneKind.IP, address, f"host {host.name}"))
+    return found
+
+
 def register_builtin_providers() -> None:
     register_target_provider(domain_targets)
     register_target_provider(mx_address_targets)
+    register_target_provider(host_address_targets)
 
 
 def merge(targets: Sequence[FoundTarget]) -> dict[tuple[ZoneKind, str], tuple[list[str], set[int]]]:

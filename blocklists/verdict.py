@@ -43,6 +43,9 @@ class Verdict:
         return cls(ListingStatus.ERROR, code=code, reason=printable(reason))
 
 
+CLEAN = Verdict(ListingStatus.CLEAN)
+
+
 def printable(text: str, limit: int = MAX_REASON) -> str:
     """Text from a stranger's DNS, as it may be stored and shown: no control characters, one line."""
     if text.isprintable():
@@ -64,7 +67,7 @@ def read_answer(zone: ZoneInfo, a: Lookup, txt: Lookup | None = None) -> Verdict
     if a.status is LookupStatus.ERROR:
         return Verdict.error(a.reason or "the lookup failed")
     if a.status in (LookupStatus.NXDOMAIN, LookupStatus.NODATA):
-        return Verdict(ListingStatus.CLEAN)
+        return CLEAN
     answers = sorted(set(a.records), key=_sort_key)
     code = ", ".join(answers)
     outside = [answer for answer in answers if not _is_answer_in_loopback(answer)]

@@ -8,6 +8,7 @@ never read as a missing record.
 from __future__ import annotations
 
 import heapq
+import re
 import secrets
 import selectors
 import socket
@@ -475,7 +476,7 @@ class FanOut:
                 item.truncated = True
                 truncated.append(item)
                 continue
-            answer = self._read(item, where, flags & 0x000F, ancount, data)
+            answer = self._read(item, where, flags, ancount, data)
             if answer is None:
                 self._send_next(item)
             else:
@@ -483,8 +484,9 @@ class FanOut:
         return truncated
 
     @staticmethod
-    def _read(item: _Pending, where: str, rcode: int, ancount: int, data: bytes) -> Lookup | None:
+    def _read(item: _Pending, where: str, flags: int, ancount: int, data: bytes) -> Lookup | None:
         """The answer a reply gives; None (the failure noted) when the next server is to be asked."""
+        rcode = flags & 0x000F
         if rcode == dns.rcode.NXDOMAIN:
             return Lookup(item.name, item.rdtype, LookupStatus.NXDOMAIN)
         if rcode != dns.rcode.NOERROR:
@@ -493,11 +495,60 @@ class FanOut:
         if ancount == 0:
             canonical = item.name.lower().rstrip(".")
             return Lookup(item.name, item.rdtype, LookupStatus.NODATA, canonical_name=canonical)
+        simple = _simple_answer(item, flags, ancount, data)
+        if simple is not None:
+            return simple
         try:
             return _answer(item.name, item.rdtype, dns.message.from_wire(data))
         except dns.exception.DNSException as exc:
             item.failures.append(f"{where}: {exc}")
             return None
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
+_RR = struct.Struct("!HHHIH")  # pointer, type, class, TTL, data length
+_A, _TXT, _IN, _AD = 1, 16, 1, 0x0020
+
+
+def _simple_answer(item: _Pending, flags: int, ancount: int, data: bytes) -> Lookup | None:
+    """The A or TXT records of the commonest reply, read without dnspython: every answer record
+    names the question (a compression pointer to it) with its type and class. None for anything
+    else (a CNAME chain, another type, an unusual name or layout), which dnspython then parses.
+    A listed blocklist entry is such a reply, twice (A, then TXT)."""
+    if item.rdtype not in ("A", "TXT") or not _PLAIN_NAME.fullmatch(item.name):
+        return None
+    want = _A if item.rdtype == "A" else _TXT
+    offset = _HEADER.size + len(item.question)
+    records = []
+    ttl: int | None = None
+    for _ in range(ancount):
+        if offset + _RR.size > len(data):
+            return None
+        pointer, rrtype, rrclass, rrttl, length = _RR.unpack_from(data, offset)
+        offset += _RR.size
+        end = offset + length
+        if pointer != 0xC00C or rrtype != want or rrclass != _IN or end > len(data):
+            return None
+        rdata = data[offset:end]
+        offset = end
+        if want == _A:
+            if length != 4:
+                return None
+            records.append(socket.inet_ntoa(rdata))
+        else:
+            strings, at = [], 0
+            while at < length:
+                size = rdata[at]
+                if at + 1 + size > length:
+                    return None
+                strings.append(rdata[at + 1 : at + 1 + size])
+                at += 1 + size
+            records.append(b"".join(strings).decode("utf-8", errors="replace"))
+        ttl = rrttl if ttl is None else min(ttl, rrttl)
+    return Lookup(
+        item.name, item.rdtype, LookupStatus.OK, records=tuple(sorted(records)), ttl=ttl,
+        canonical_name=item.name.lower().rstrip("."), authenticated=bool(flags & _AD),
+    )  # fmt: skip
 
 
 class CachingResolver(Resolver):

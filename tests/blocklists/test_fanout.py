@@ -25,6 +25,7 @@ QUESTIONS = [
     ("ZEN.Spamhaus.ORG", "SOA"),
     ("elsewhere.example", "A"),  # not served: REFUSED
     ("big.bl.test", "TXT"),  # truncated over UDP: asked again over TCP
+    ("alias.acme.test", "A"),  # a CNAME chain
 ]
 
 
@@ -36,10 +37,11 @@ def test_fan_out_gives_the_same_answers_as_one_lookup_at_a_time(knot_resolver):
     assert statuses == [
         LookupStatus.OK, LookupStatus.OK, LookupStatus.NXDOMAIN, LookupStatus.OK,
         LookupStatus.NODATA, LookupStatus.OK, LookupStatus.OK, LookupStatus.ERROR,
-        LookupStatus.OK,
+        LookupStatus.OK, LookupStatus.OK,
     ]  # fmt: skip
     assert "REFUSED" in many[7].reason
     assert len(many[8].records[0]) == 720
+    assert (many[9].records, many[9].canonical_name) == (("192.0.2.25",), "mx1.acme.test")
 
 
 def test_thousands_of_questions_in_order_with_bounded_concurrency(knot_resolver):
