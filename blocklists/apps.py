@@ -1,4 +1,5 @@
-"""The blocklists app: its encrypted field, its target providers and its settings check."""
+"""The blocklists app: its encrypted field, its target providers, the blacklist it gives the
+managed hosts, and its settings check."""
 
 from __future__ import annotations
 
@@ -14,30 +15,16 @@ class BlocklistsConfig(AppConfig):
 
     def ready(self) -> None:
         from blocklists.models import BlocklistSettings
+        from blocklists.services import blacklist_for_hosts
         from blocklists.targets import register_builtin_providers
+        from hosts.assemble import register_blacklist_provider
         from mailsec.secrets import register_encrypted_field
 
         register_encrypted_field(BlocklistSettings, "dqs_key", lambda row: row.secret_context)
         register_builtin_providers()
+        # The managed hosts push the local blacklist; hosts sits below and asks its providers.
+        register_blacklist_provider(blacklist_for_hosts)
         checks.register(check_zone_settings)
-
-        from hosts.assemble import register_blacklist_provider
-
-        register_blacklist_provider(local_blacklist_of)
-
-
-def local_blacklist_of(organisation_id: int) -> list[Any]:
-    """The organisation's unexpired local blacklist entries, for the hosts it deploys to."""
-    from django.db.models import Q
-    from django.utils import timezone
-
-    from blocklists.models import BlacklistEntry
-    from hosts.policy import BlacklistEntry as Entry
-
-    rows = BlacklistEntry.objects.filter(organisation_id=organisation_id).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
-    )
-    return [Entry(row.network, row.reason) for row in rows.order_by("network")]
 
 
 def check_zone_settings(**_kwargs: Any) -> list[checks.CheckMessage]:

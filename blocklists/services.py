@@ -38,6 +38,7 @@ from blocklists.zones import (
     zone_info,
 )
 from dns_records.resolver import Resolver
+from hosts.policy import BlacklistEntry as HostBlacklistEntry
 from mailsec import secrets
 from mailsec.jobs import task_run_create, task_run_enqueue
 from mailsec.models import Organisation, TaskKind, TaskRun
@@ -188,6 +189,8 @@ def blacklist_entry_add(
         parsed = cidr_map.parse_network(network)
     except ValueError as exc:
         raise ValidationError({"network": str(exc)}) from None
+    if parsed.prefixlen == 0:
+        raise ValidationError({"network": f"{parsed} would refuse every client."})
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "The expiry is in the past."})
     text = str(parsed) if parsed.num_addresses > 1 else str(parsed.network_address)
@@ -238,6 +241,23 @@ def blacklist_entries_purge_expired(*, now: datetime) -> int:
             entry.delete()
             removed += 1
     return removed
+
+
+def blacklist_for_hosts(organisation_id: int) -> list[HostBlacklistEntry]:
+    """The entries in force, as the managed hosts' renderer takes them (registered with
+    `hosts.assemble.register_blacklist_provider`): networks in CIDR form, reasons in printable
+    ASCII as SMTP replies carry them."""
+    now = timezone.now()
+    rows = BlacklistEntry.objects.filter(organisation_id=organisation_id).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    )
+    return [
+        HostBlacklistEntry(
+            network=str(cidr_map.parse_network(row.network)),
+            reason=cidr_map.sanitise_reason(row.reason),
+        )
+        for row in rows.order_by("network")
+    ]
 
 
 def cidr_map_of(organisation: Organisation, *, now: datetime | None = None) -> str:

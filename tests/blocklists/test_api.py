@@ -181,3 +181,31 @@ def test_outsider_cannot_touch_zones(owner_api, outsider_api, org):
         == 404
     )
     assert outsider_api.delete(f"/api/v1/blocklist-zones/{zone['id']}/").status_code == 404
+
+
+def test_a_network_refusing_everyone_is_refused(owner_api, org):
+    for network in ("0.0.0.0/0", "::/0"):
+        response = owner_api.post("/api/v1/blacklist-entries/", {"network": network}, format="json")
+        assert response.status_code == 400
+        assert "every client" in str(response.json()["error"]["details"])
+
+
+def test_the_managed_hosts_get_the_entries_in_force(org, owner):
+    from hosts.assemble import blacklist_of
+
+    services.blacklist_entry_add(
+        organisation=org, network="2001:db8::/32", reason="Spät\nspam", expires_at=None, actor=owner
+    )
+    gone = services.blacklist_entry_add(
+        organisation=org, network="192.0.2.9", reason="soon", actor=owner,
+        expires_at=timezone.now() + timedelta(hours=1),
+    )  # fmt: skip
+    BlacklistEntry.objects.filter(pk=gone.pk).update(expires_at=timezone.now())
+    services.blacklist_entry_add(
+        organisation=org, network="198.51.100.7", reason="", expires_at=None, actor=owner
+    )
+    entries = blacklist_of(org.pk)
+    assert [(e.network, e.reason) for e in entries] == [
+        ("198.51.100.7/32", "Blocked by local policy"),
+        ("2001:db8::/32", "Sp?t\\x0aspam"),  # stored with the newline made visible
+    ]
