@@ -13,9 +13,12 @@ addresses follow a long-tailed distribution (a few hosts send most mail, thousan
 little), each with a class (own, forwarder, unauthorised, spoofer) deciding its results.
 
 Then it times, `--runs` times each after a warm-up, what the domain page asks on a 90-day range:
-`summary` (reports.selectors.totals_and_days: totals and messages by day in one scan) and `top sources`
-(reports.selectors.top_sources, 50 rows with names and classes); for information also the whole
-page's `domain_summary` (adds reporters, selectors, TLS, the 30-day advisor over every source).
+`summary` (reports.selectors.totals_and_days: totals and messages by day in one scan) and `top
+sources` (reports.selectors.top_sources, 50 rows with names and classes), each with the rollup
+cache emptied before every run, so the target is judged on the queries themselves; for
+information also the whole page's `domain_summary` (adds reporters, selectors, TLS, the 30-day
+advisor over every source), and all three again served from the rollup cache, as repeated
+views of a domain are between two stored reports.
 It prints p50 and p95 per query and whether the target (p95 < 150 ms) is met, and checks the
 answers against the generated totals. The database is dropped at the end unless --keep.
 
@@ -281,6 +284,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     import django
 
     django.setup()
+    from django.core.cache import cache
     from django.core.management import call_command
     from django.db import connection
     from django.db.models import Sum
@@ -311,6 +315,15 @@ def _run(args: argparse.Namespace, url: str) -> int:
     )
     start = selectors.range_start(args.days, today=today)
 
+    def cold(work: Callable[[], Any]) -> Callable[[], Any]:
+        """The query itself: the rollup cache emptied before each run."""
+
+        def run() -> Any:
+            cache.clear()
+            return work()
+
+        return run
+
     def summary() -> Any:
         return selectors.totals_and_days(organisation, DOMAIN, start=start)
 
@@ -323,9 +336,12 @@ def _run(args: argparse.Namespace, url: str) -> int:
     failures = []
     results = {}
     for label, work, runs in (
-        ("summary", summary, args.runs),
-        ("top sources", top, args.runs),
-        ("whole page (information)", page, max(args.runs // 5, 5)),
+        ("summary", cold(summary), args.runs),
+        ("top sources", cold(top), args.runs),
+        ("whole page (information)", cold(page), max(args.runs // 5, 5)),
+        ("summary, cached (info.)", summary, args.runs),
+        ("top sources, cached (info.)", top, args.runs),
+        ("whole page, cached (info.)", page, args.runs),
     ):
         times, result = _time(runs, work)
         results[label] = (times, result)
@@ -345,7 +361,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     )
     for label, (times, _result) in results.items():
         p50, p95 = statistics.median(times), _percentile(times, 0.95)
-        verdict = "" if "information" in label else ("met" if p95 < TARGET_P95_MS else "MISSED")
+        verdict = "" if "info" in label else ("met" if p95 < TARGET_P95_MS else "MISSED")
         print(f"{label:<28}{len(times):>6}{min(times):>9.1f}{p50:>9.1f}{p95:>9.1f}  {verdict}")
     if args.explain:
         rollups = selectors._rollups(organisation, DOMAIN, start)

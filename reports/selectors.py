@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
+from django.core.cache import cache
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -53,6 +56,37 @@ def _rollups(organisation: Organisation, domain: str, start: dt.date) -> QuerySe
     return DailyRollup.objects.filter(
         organisation=organisation, policy_domain=domain, day__gte=start
     )
+
+
+# A big domain's rollup scans take tens of milliseconds, and their answers change only when a
+# report about the domain is stored or pruned: they are kept in Django's cache under a key that
+# names the domain's reports (how many, and when the newest was stored), so a stored or pruned
+# report makes a new key, and kept at most this long.
+ROLLUP_CACHE_SECONDS = 600
+
+
+def rollup_version(organisation: Organisation, domain: str) -> str:
+    """Changes whenever a report of the domain is stored or deleted (and its rollups with it)."""
+    # Served by report_org_domain (organisation, policy_domain, ...).
+    found = Report.objects.filter(organisation=organisation, policy_domain=domain).aggregate(
+        n=Count("pk"), newest=Max("created_at")
+    )
+    newest = found["newest"].timestamp() if found["newest"] else 0
+    return f"{found['n']}:{newest:.6f}"
+
+
+def _cached[T](
+    kind: str, organisation: Organisation, domain: str, start: dt.date, compute: Callable[[], T]
+) -> T:
+    version = rollup_version(organisation, domain)
+    text = f"{kind}|{organisation.pk}|{domain}|{start.isoformat()}|{version}"
+    key = "reports:rollups:" + hashlib.sha256(text.encode()).hexdigest()
+    found = cache.get(key)
+    if found is not None:
+        return cast(T, found)
+    value = compute()
+    cache.set(key, value, ROLLUP_CACHE_SECONDS)
+    return value
 
 
 def _rows(queryset: Any) -> list[dict[str, Any]]:
@@ -128,10 +162,18 @@ class DayPoint:
 def totals_and_days(
     organisation: Organisation, domain: str, *, start: dt.date
 ) -> tuple[Totals, list[DayPoint]]:
-    """The range's totals and one point per day, from one scan of the rollups.
+    """The range's totals and one point per day, from one scan of the rollups (cached).
 
     Days run up to yesterday (today too once it has reports), days without reports as zero.
     """
+    return _cached(
+        "totals", organisation, domain, start, lambda: _totals_and_days(organisation, domain, start)
+    )
+
+
+def _totals_and_days(
+    organisation: Organisation, domain: str, start: dt.date
+) -> tuple[Totals, list[DayPoint]]:
     rows = _rows(
         _rollups(organisation, domain, start)
         .values("day", "disposition", *_FLAGS)
@@ -247,33 +289,41 @@ def _top_addresses(
     return _rows(query[:limit] if limit is not None else query)
 
 
-def _sources_detail(
-    organisation: Organisation, domain: str, start: dt.date, addresses: list[str]
-) -> list[SourceRow]:
-    if not addresses:
-        return []
-    rollups = _rollups(organisation, domain, start).filter(source_ip__in=addresses)
-    return _source_rows(_fold_by_source(rollups))
+def _top_counts(
+    organisation: Organisation, domain: str, start: dt.date, limit: int
+) -> tuple[list[tuple[str, SourceCounts]], int]:
+    """The biggest addresses with their counts, and how many addresses the range has.
 
-
-def top_sources(
-    organisation: Organisation, domain: str, *, start: dt.date, limit: int = TOP_SOURCES
-) -> list[SourceRow]:
-    """The addresses that sent the most mail as the domain, with names and classes.
-
-    Two steps: the biggest addresses by a single SUM, then their results for those only.
+    Two steps: every address's volume by a single SUM, then the results of the biggest only.
     """
-    top = [row["source_ip"] for row in _top_addresses(organisation, domain, start, limit)]
-    return _sources_detail(organisation, domain, start, top)
+    everyone = _top_addresses(organisation, domain, start, None)
+    top = [row["source_ip"] for row in everyone[:limit]]
+    if not top:
+        return [], len(everyone)
+    counted = _fold_by_source(_rollups(organisation, domain, start).filter(source_ip__in=top))
+    ordered = sorted(counted.items(), key=lambda item: (-item[1].messages, item[0]))
+    return ordered, len(everyone)
 
 
 def top_sources_counted(
     organisation: Organisation, domain: str, *, start: dt.date, limit: int = TOP_SOURCES
 ) -> tuple[list[SourceRow], int]:
-    """The top sources and how many sources the range has, from the same first step."""
-    everyone = _top_addresses(organisation, domain, start, None)
-    top = [row["source_ip"] for row in everyone[:limit]]
-    return _sources_detail(organisation, domain, start, top), len(everyone)
+    """The addresses that sent the most mail as the domain, with names and classes, and how
+    many sources the range has. The counts are cached; names are read fresh."""
+    ordered, count = _cached(
+        f"top{limit}",
+        organisation,
+        domain,
+        start,
+        lambda: _top_counts(organisation, domain, start, limit),
+    )
+    return _source_rows(dict(ordered)), count
+
+
+def top_sources(
+    organisation: Organisation, domain: str, *, start: dt.date, limit: int = TOP_SOURCES
+) -> list[SourceRow]:
+    return top_sources_counted(organisation, domain, start=start, limit=limit)[0]
 
 
 def source_count(organisation: Organisation, domain: str, *, start: dt.date) -> int:
@@ -286,7 +336,14 @@ def all_sources(
     organisation: Organisation, domain: str, *, start: dt.date, named: bool = True
 ) -> list[SourceRow]:
     """Every source of the range by volume (the advisor's input); names only when `named`."""
-    return _source_rows(_fold_by_source(_rollups(organisation, domain, start)), named=named)
+    counted = _cached(
+        "all",
+        organisation,
+        domain,
+        start,
+        lambda: _fold_by_source(_rollups(organisation, domain, start)),
+    )
+    return _source_rows(counted, named=named)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -39,6 +40,16 @@ UNTIL_PARAM = OpenApiParameter(
 )
 RECORDS_LIMIT = 500
 RECORDS_MAX_LIMIT = 1000
+
+
+class BoundedPagination(LimitOffsetPagination):
+    """limit and offset as the API's default, with bounds: DRF's own passes any number to the
+    database, and one beyond bigint (`?limit=99999999999999999999`) was a 500."""
+
+    max_limit = 1000
+
+    def get_offset(self, request: Request) -> int:
+        return min(super().get_offset(request), 10**12)
 
 
 def _date_param(request: Request, name: str) -> dt.date | None:
@@ -74,6 +85,7 @@ class ReportViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Report]):
     """DMARC aggregate reports of the caller's organisations, newest first."""
 
     serializer_class = ReportSerializer
+    pagination_class = BoundedPagination
     queryset = Report.objects.none()  # rows come through the selectors only
     lookup_value_regex = r"[0-9]{1,18}"  # anything else is a 404 from the router
 
@@ -166,6 +178,7 @@ class TlsReportViewSet(
     """SMTP TLS reports (RFC 8460) about mail sent to the caller's domains."""
 
     serializer_class = TlsReportSerializer
+    pagination_class = BoundedPagination
     queryset = TlsReport.objects.none()
     lookup_value_regex = r"[0-9]{1,18}"
 

@@ -281,3 +281,30 @@ def test_domain_summary_puts_it_together(org, data):
 
 def test_report_domains_lists_domains_with_rollups(org, data):
     assert selectors.report_domains(org) == [D, "other.example"]
+
+
+def test_cached_rollup_answers_follow_stored_and_deleted_reports(org):
+    start = selectors.range_start(7)
+    first = make_report(
+        organisation=org, policy_domain=D, day=days_ago(1), records=[own("192.0.2.1", 10)]
+    )
+    assert selectors.report_totals(org, D, start=start).messages == 10
+    assert selectors.top_sources(org, D, start=start)[0].messages == 10
+    make_report(organisation=org, policy_domain=D, day=days_ago(2), records=[own("192.0.2.1", 5)])
+    assert selectors.report_totals(org, D, start=start).messages == 15
+    assert selectors.top_sources(org, D, start=start)[0].messages == 15
+    # Retention deletes a report and its rollups: the next answer is read again.
+    from reports.models import DailyRollup
+
+    DailyRollup.objects.filter(organisation=org, day=days_ago(1)).delete()
+    first.delete()
+    assert selectors.report_totals(org, D, start=start).messages == 5
+    assert [s.messages for s in selectors.all_sources(org, D, start=start)] == [5]
+
+
+def test_names_are_read_fresh_while_counts_are_cached(org):
+    start = selectors.range_start(7)
+    make_report(organisation=org, policy_domain=D, day=days_ago(1), records=[own("192.0.2.1", 3)])
+    assert selectors.top_sources(org, D, start=start)[0].ptr == ""
+    make_source("192.0.2.1", "mail.example.com")
+    assert selectors.top_sources(org, D, start=start)[0].ptr == "mail.example.com"
