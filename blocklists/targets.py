@@ -2,11 +2,10 @@
 
 A provider takes an organisation and the fan-out resolver and returns the addresses and domains
 it knows, each with where it came from. The built-in ones give every domain of the organisation
-(for the domain lists) and every address of every MX host of those domains (for the IP lists).
-The managed-hosts app sits below this one, so its provider is a function here reading its
-selectors (every address of every managed host, source "host <name>"), registered in
-`register_builtin_providers`; an app above (none yet) would call `register_target_provider`
-from its own `AppConfig.ready()`.
+(for the domain lists), every address of every MX host of those domains, and every address of
+every managed host, source "host <name>" (for the IP lists). The managed-hosts app sits below
+this one, so its provider is a function here reading its model; an app above (none yet) would
+call `register_target_provider` from its own `AppConfig.ready()`.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from dns_records.checks.mx import MAX_ADDRESSES_PER_HOST, MAX_MX_HOSTS, is_null_
 from dns_records.lookups import Lookup, host_addresses
 from dns_records.models import Domain
 from dns_records.resolver import Resolver
-from hosts.selectors import organisation_host_addresses
+from hosts.models import Host
 from mailsec.models import Organisation
 
 
@@ -113,15 +112,45 @@ def mx_address_targets(
     return found
 
 
+def _canonical(text: object) -> str | None:
+    try:
+        return str(ipaddress.ip_address(str(text)))
+    except ValueError:
+        return None
+
+
 def host_address_targets(
     organisation: Organisation, resolver: Resolver, concurrency: int
 ) -> FoundTargets:
-    """Every IP address of every managed host of the organisation (its address when that is an
-    IP, and those it reported), for the IP blocklists; no lookup needed."""
+    """Every address of every managed host: the addresses the host reported (`facts`), else its
+    address when it is an IP address, else the A and AAAA records of its name."""
+    hosts = list(Host.objects.filter(organisation=organisation).prefetch_related("domains"))
     found = FoundTargets()
-    for host, addresses in organisation_host_addresses(organisation.pk):
-        for address in addresses:
-            found.targets.append(FoundTarget(ZoneKind.IP, address, f"host {host.name}"))
+    addresses: dict[int, list[str]] = {}
+    to_resolve: list[Host] = []
+    for host in hosts:
+        reported = host.facts.get("addresses") if isinstance(host.facts, dict) else None
+        if isinstance(reported, list):
+            addresses[host.pk] = [a for a in map(_canonical, reported) if a]
+        elif (address := _canonical(host.address)) is not None:
+            addresses[host.pk] = [address]
+        else:
+            to_resolve.append(host)
+    questions = [(host.address, rdtype) for host in to_resolve for rdtype in ("A", "AAAA")]
+    answers = resolver.lookup_many(questions, concurrency=concurrency)
+    for (name, rdtype), answer in zip(questions, answers, strict=True):
+        if answer.failed:
+            found.errors.append(f"{rdtype} of {name}: {answer.reason}")
+    for index, host in enumerate(to_resolve):
+        lookups = answers[2 * index : 2 * index + 2]
+        addresses[host.pk] = [a for a in map(_canonical, host_addresses(lookups)) if a]
+    for host in hosts:
+        domain_ids: list[int | None] = [d.pk for d in host.domains.all()] or [None]
+        for address in addresses.get(host.pk, [])[:MAX_ADDRESSES_PER_HOST]:
+            for domain_id in domain_ids:
+                found.targets.append(
+                    FoundTarget(ZoneKind.IP, address, f"host {host.name}", domain_id)
+                )
     return found
 
 

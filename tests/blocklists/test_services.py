@@ -197,3 +197,22 @@ def test_due_organisations_are_claimed_once(bl_dns, org, acme, other_org):
     now = timezone.now()
     assert services.polls_claim_due(now=now) == [org.pk]  # other_org has no domains
     assert services.polls_claim_due(now=now) == []
+
+
+def test_managed_hosts_addresses_are_targets(bl_dns, org, acme):
+    from hosts.models import Host
+
+    by_ip = Host.objects.create(organisation=org, name="mail.acme.test", address="192.0.2.66")
+    by_ip.domains.add(acme)
+    Host.objects.create(organisation=org, name="relay.acme.test", address="mx2.acme.test")
+    Host.objects.create(
+        organisation=org, name="reported.acme.test", address="ssh.example",
+        facts={"addresses": ["2001:DB8::25", "not an address"]},
+    )  # fmt: skip
+    services.organisation_poll(organisation_id=org.pk)
+    sources = {t.value: t.sources for t in BlocklistTarget.objects.filter(organisation=org)}
+    assert "host mail.acme.test" in sources["192.0.2.66"]
+    assert sources["192.0.2.10"] == ["MX mx2.acme.test of acme.test", "host relay.acme.test"]
+    assert "host reported.acme.test" in sources["2001:db8::25"]
+    assert state(org, "192.0.2.66", "zen.spamhaus.org").status == "error"  # public-resolver code
+    assert acme in BlocklistTarget.objects.get(value="192.0.2.66").domains.all()
