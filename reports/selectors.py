@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -661,16 +662,17 @@ def policy_advice(
     advice lists are looked up for their names.
     """
     start = range_start(ADVISOR_DAYS, today=today)
-    sources = [
-        SourceVolume(row.ip, row.counts)
-        for row in all_sources(organisation, domain, start=start, named=False)
-    ]
-    advice = advise(
-        domain,
-        sources,
-        record=dmarc_record_checked(organisation, domain),
-        published=policy_reported(organisation, domain),
-    )
+    record = dmarc_record_checked(organisation, domain)
+    published = policy_reported(organisation, domain)
+
+    def compute() -> Advice:
+        counted = _fold_by_source(_rollups(organisation, domain, start))
+        sources = [SourceVolume(ip, counts) for ip, counts in counted.items()]
+        return advise(domain, sources, record=record, published=published)
+
+    # The advice depends on the record too: a new DMARC check result makes a new key.
+    inputs = json.dumps([record, published], sort_keys=True, default=str)
+    advice = _cached(f"advice|{inputs}", organisation, domain, start, compute)
     infos = source_infos([s.ip for s in [*advice.fix_first, *advice.review]])
 
     def named(items: list[SourceToFix]) -> list[SourceToFix]:

@@ -308,3 +308,17 @@ def test_names_are_read_fresh_while_counts_are_cached(org):
     assert selectors.top_sources(org, D, start=start)[0].ptr == ""
     make_source("192.0.2.1", "mail.example.com")
     assert selectors.top_sources(org, D, start=start)[0].ptr == "mail.example.com"
+
+
+def test_cached_advice_follows_a_new_dmarc_check_result(org):
+    domain = Domain.objects.create(organisation=org, name=D)
+    make_report(organisation=org, policy_domain=D, day=days_ago(1), records=[own("192.0.2.1", 500)])
+    now = timezone.now()
+    state = CheckState.objects.create(
+        domain=domain, name="dmarc", status="ok", summary="", checked_at=now, changed_at=now,
+        details={"record": "v=DMARC1; p=none", "inherited_from": None},
+    )  # fmt: skip
+    assert selectors.policy_advice(org, D).next_record == "v=DMARC1; p=quarantine"
+    state.details = {"record": "v=DMARC1; p=quarantine", "inherited_from": None}
+    state.save()
+    assert selectors.policy_advice(org, D).next_record == "v=DMARC1; p=reject"
