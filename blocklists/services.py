@@ -48,6 +48,17 @@ from mailsec.services.audit import Actor, audit_record
 logger = logging.getLogger(__name__)
 
 MAX_ZONES = 50
+POLLS_PER_MINUTE = 3
+
+
+class PollRateLimited(Exception):
+    """The organisation asked for more polls this minute than it may."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 MAX_ENTRIES = 10_000
 
 
@@ -281,6 +292,19 @@ def poll_request(*, organisation: Organisation, actor: Actor) -> TaskRun:
     pending = poll_pending(organisation)
     if pending is not None:
         return pending
+    # Every poll asks each list about every target: asking again and again gets the
+    # organisation's resolver rate-limited by the lists (Spamhaus' 127.255.255.255).
+    recent = TaskRun.objects.filter(
+        organisation=organisation,
+        kind=TaskKind.BLOCKLIST_POLL,
+        created_at__gte=timezone.now() - timedelta(minutes=1),
+    ).count()
+    if recent >= POLLS_PER_MINUTE:
+        raise PollRateLimited(
+            f"{organisation.name} was polled {recent} times in the last minute, the most it may; "
+            "blocklists limit how often a resolver may ask. Try again in a minute.",
+            retry_after=60,
+        )
     row = settings_of(organisation)
     run = task_run_create(
         organisation=organisation, kind=TaskKind.BLOCKLIST_POLL, obj=row, actor=actor

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -71,7 +71,10 @@ class BlacklistViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Listing]):
         payload = OrganisationChoice(data=request.data)
         payload.is_valid(raise_exception=True)
         organisation = organisation_for(request, payload.validated_data.get("organisation"))
-        run = services.poll_request(organisation=organisation, actor=request.user)
+        try:
+            run = services.poll_request(organisation=organisation, actor=request.user)
+        except services.PollRateLimited as exc:
+            raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from None
         return Response(TaskAcceptedSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(

@@ -196,7 +196,7 @@ def blocklist_poll(request: HtmxRequest, slug: str) -> HttpResponse:
     error = ""
     try:
         bl_services.poll_request(organisation=organisation, actor=request.user)
-    except PermissionDenied as exc:
+    except (PermissionDenied, bl_services.PollRateLimited) as exc:
         error = str(exc)
     context = matrix_context(request, organisation, poll_error=error)
     if not error:

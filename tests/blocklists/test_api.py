@@ -209,3 +209,13 @@ def test_the_managed_hosts_get_the_entries_in_force(org, owner):
         ("198.51.100.7/32", "Blocked by local policy"),
         ("2001:db8::/32", "Sp?t\\x0aspam"),  # stored with the newline made visible
     ]
+
+
+def test_polls_are_limited_per_minute(owner_api, org, acme):
+    for _ in range(services.POLLS_PER_MINUTE):
+        assert owner_api.post("/api/v1/blacklists/poll/").status_code == 202
+        TaskRun.objects.filter(kind="blocklist.poll").update(state="succeeded")
+    refused = owner_api.post("/api/v1/blacklists/poll/")
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "60"
+    assert "polled" in refused.json()["error"]["message"]
