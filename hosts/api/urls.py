@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from rest_framework.routers import SimpleRouter
 
+from hosts.api.views import HostViewSet, PolicyViewSet
+
 router = SimpleRouter(trailing_slash=True)
+router.register("hosts", HostViewSet, basename="host")
+router.register("policies", PolicyViewSet, basename="policy")
 
 urlpatterns = router.urls

@@ -1,0 +1,470 @@
+"""Write use-cases for policies, managed hosts and deployments.
+
+Who may write: owners and admins of the organisation (viewers read only); every change leaves
+an audit record, never holding a secret (mailsec's SSH private key is stored encrypted and
+appears nowhere else). Nothing is ever written to a host whose SSH host key the admin has not
+confirmed: `deployment_request` refuses such a host, and a changed address or port unpins the
+key until it is fetched and confirmed again.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from dns_records.models import Domain
+from dns_records.names import InvalidDomainName, normalise_domain
+from hosts import selectors, ssh
+from hosts.models import Deployment, DeploymentState, Host, Policy
+from hosts.policy import PolicyValues, domain_error, validate
+from hosts.render.facts import HostFacts, validate_host
+from mailsec import secrets
+from mailsec.jobs import task_run_create, task_run_enqueue
+from mailsec.models import Organisation, TaskKind
+from mailsec.netguard import refuse_reason
+from mailsec.selectors import can_write
+from mailsec.services.audit import Actor, audit_record
+
+POLICY_FIELDS = tuple(PolicyValues.__dataclass_fields__)
+HOST_KEY_TIMEOUT = 10.0
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_FINGERPRINT_TOKEN = re.compile(r"SHA256:[A-Za-z0-9+/]{43}=?")
+
+
+def _require_write(actor: Actor, organisation: Organisation) -> None:
+    if actor is None or not can_write(actor, organisation):
+        raise PermissionDenied("Your role in this organisation cannot change it.")
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+def _policy_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError({"name": "Give the policy a name."})
+    name = name.strip()
+    if len(name) > 100 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValidationError({"name": "At most 100 printable characters on one line."})
+    return name
+
+
+def _checked_values(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`changes` applied over `base`, validated; the JSON to store, or every error at once."""
+    unknown = sorted(set(changes) - set(POLICY_FIELDS))
+    if unknown:
+        raise ValidationError({name: "Not a policy field." for name in unknown})
+    merged = {**base, **changes}
+    try:
+        values = selectors.values_from_json(merged)
+    except (TypeError, AttributeError, ValueError):
+        raise ValidationError(
+            {"dnsbl_sites": 'Each site is {"zone": ..., "weight": ...}.'}
+        ) from None
+    errors: dict[str, list[str]] = {}
+    for error in validate(values):
+        errors.setdefault(error.field, []).append(error.message)
+    if errors:
+        raise ValidationError(errors)
+    return selectors.policy_values_json(values)
+
+
+def policy_create(
+    *, organisation: Organisation, name: str, values: Mapping[str, Any], actor: Actor
+) -> Policy:
+    """A policy with the secure defaults, overridden by `values` (every field optional)."""
+    _require_write(actor, organisation)
+    name = _policy_name(name)
+    stored = _checked_values(selectors.policy_values_json(PolicyValues()), values)
+    try:
+        with transaction.atomic():
+            policy = Policy.objects.create(organisation=organisation, name=name, values=stored)
+            audit_record(
+                actor=actor, action="policy.create", obj=policy, organisation=organisation,
+                after={"name": name, "values": stored},
+            )  # fmt: skip
+    except IntegrityError:
+        raise ValidationError(
+            {"name": f"{organisation.name} already has a policy {name}."}
+        ) from None
+    return policy
+
+
+def policy_update(
+    *,
+    policy: Policy,
+    actor: Actor,
+    name: str | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> Policy:
+    """Rename the policy and/or change some of its values (the others stay as they are)."""
+    _require_write(actor, policy.organisation)
+    before = {"name": policy.name, "values": dict(policy.values or {})}
+    new_name = policy.name if name is None else _policy_name(name)
+    stored = _checked_values(
+        selectors.policy_values_json(selectors.policy_values(policy)), values or {}
+    )
+    try:
+        with transaction.atomic():
+            Policy.objects.select_for_update().filter(pk=policy.pk).first()
+            policy.name, policy.values = new_name, stored
+            policy.save(update_fields=["name", "values", "updated_at"])
+            audit_record(
+                actor=actor, action="policy.update", obj=policy, organisation=policy.organisation,
+                before=before, after={"name": new_name, "values": stored},
+            )  # fmt: skip
+    except IntegrityError:
+        raise ValidationError(
+            {"name": f"{policy.organisation.name} already has a policy {name}."}
+        ) from None
+    return policy
+
+
+@transaction.atomic
+def policy_delete(*, policy: Policy, actor: Actor) -> None:
+    """Delete a policy no host uses; one in use is refused with the hosts' names."""
+    _require_write(actor, policy.organisation)
+    Policy.objects.select_for_update().filter(pk=policy.pk).first()
+    users = list(Host.objects.filter(policy=policy).values_list("name", flat=True)[:10])
+    if users:
+        raise ValidationError(
+            {
+                "policy": f"{policy.name} is the policy of {', '.join(users)}: give them another first."
+            }
+        )
+    audit_record(
+        actor=actor, action="policy.delete", obj=policy, organisation=policy.organisation,
+        before={"name": policy.name, "values": policy.values},
+    )  # fmt: skip
+    policy.delete()
+
+
+# --- hosts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostInput:
+    """What an admin gives for a host; validated by `_host_input_errors`."""
+
+    name: str
+    address: str
+    ssh_port: int = 22
+    ssh_user: str = "mailsec"
+    postfix_config_dir: str = "/etc/postfix"
+    dovecot_config_dir: str = "/etc/dovecot"
+    opendkim_config_dir: str = "/etc/opendkim"
+
+
+def _address_error(address: object) -> str | None:
+    if not isinstance(address, str) or not address.strip():
+        return "Enter the host's IP address or name."
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        if domain_error(address.lower()) is not None:
+            return f"{address[:80]!r} is neither an IP address nor a host name."
+        return None
+    reason = refuse_reason(str(ip), settings.MAILSEC_PROBE_ALLOW_NETWORKS)
+    if reason:
+        return f"mailsec may not connect to {ip}: {reason}"
+    return None
+
+
+def _host_input(data: HostInput) -> HostInput:
+    """The input cleaned (names lower-cased), or ValidationError naming every bad field."""
+    errors: dict[str, str] = {}
+    name = data.name.strip().lower().rstrip(".") if isinstance(data.name, str) else ""
+    address = data.address.strip() if isinstance(data.address, str) else ""
+    message = _address_error(address)
+    if message:
+        errors["address"] = message
+    else:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            address = address.lower().rstrip(".")
+    port = data.ssh_port
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        errors["ssh_port"] = "A port is a whole number 1 to 65535."
+    if not isinstance(data.ssh_user, str) or not _USER.match(data.ssh_user):
+        errors["ssh_user"] = (
+            "A user name: lower-case letters, digits, '_' and '-', starting with a letter or "
+            "'_', at most 32 characters."
+        )
+    facts = HostFacts(
+        name=name,
+        hostname=name,
+        postfix_config_dir=data.postfix_config_dir,
+        dovecot_config_dir=data.dovecot_config_dir,
+        opendkim_config_dir=data.opendkim_config_dir,
+    )
+    for error in validate_host(facts):
+        field = "name" if error.field == "hostname" else error.field
+        if field in {"name", "postfix_config_dir", "dovecot_config_dir", "opendkim_config_dir"}:
+            errors.setdefault(field, error.message)
+    if errors:
+        raise ValidationError(errors)
+    return HostInput(
+        name, address, port, data.ssh_user,
+        data.postfix_config_dir, data.dovecot_config_dir, data.opendkim_config_dir,
+    )  # fmt: skip
+
+
+def _domains_of(organisation: Organisation, names: Sequence[str]) -> list[Domain]:
+    wanted: list[str] = []
+    for raw in names:
+        try:
+            wanted.append(normalise_domain(raw))
+        except (InvalidDomainName, TypeError):
+            raise ValidationError({"domains": f"{str(raw)[:80]!r} is not a domain name."}) from None
+    found = {d.name: d for d in Domain.objects.filter(organisation=organisation, name__in=wanted)}
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        raise ValidationError(
+            {"domains": f"Not a domain of {organisation.name}: {', '.join(missing[:5])}."}
+        )
+    return [found[n] for n in dict.fromkeys(wanted)]
+
+
+def _policy_of(organisation: Organisation, policy_id: int | None) -> Policy | None:
+    if policy_id is None:
+        return None
+    policy = Policy.objects.filter(organisation=organisation, pk=policy_id).first()
+    if policy is None:
+        raise ValidationError({"policy": f"No such policy in {organisation.name}."})
+    return policy
+
+
+def _fetch_host_key(address: str, port: int) -> ssh.HostKey:
+    """The host's SSH key, or ValidationError saying why it could not be had."""
+    try:
+        return ssh.fetch_host_key(address, port, timeout=HOST_KEY_TIMEOUT)
+    except (ssh.SshError, OSError) as exc:
+        raise ValidationError(
+            {"address": f"Could not fetch the SSH host key from {address} port {port}: {exc}"}
+        ) from None
+
+
+def _as_bytes(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("ascii")
+
+
+def _host_audit(host: Host) -> dict[str, Any]:
+    """A host as the audit log keeps it: no key material beyond public fingerprints."""
+    return {
+        "name": host.name,
+        "address": host.address,
+        "ssh_port": host.ssh_port,
+        "ssh_user": host.ssh_user,
+        "postfix_config_dir": host.postfix_config_dir,
+        "dovecot_config_dir": host.dovecot_config_dir,
+        "opendkim_config_dir": host.opendkim_config_dir,
+        "domains": sorted(d.name for d in host.domains.all()),
+        "policy": host.policy_id,
+        "host_key_fingerprint": host.host_key_fingerprint,
+        "host_key_confirmed": host.host_key_confirmed,
+    }
+
+
+def host_register(
+    *,
+    organisation: Organisation,
+    data: HostInput,
+    domains: Sequence[str] = (),
+    policy_id: int | None = None,
+    actor: Actor,
+) -> Host:
+    """Register a host: its SSH host key fetched once (to be confirmed), mailsec's client key
+    generated for it and kept encrypted. A failure anywhere creates nothing."""
+    _require_write(actor, organisation)
+    clean = _host_input(data)
+    served = _domains_of(organisation, domains)
+    policy = _policy_of(organisation, policy_id)
+    if Host.objects.filter(organisation=organisation, name=clean.name).exists():
+        raise ValidationError({"name": f"{organisation.name} already has a host {clean.name}."})
+    host_key = _fetch_host_key(clean.address, clean.ssh_port)
+    private_pem, public_line = ssh.generate_client_key()
+    host = Host(
+        organisation=organisation,
+        name=clean.name,
+        address=clean.address,
+        ssh_port=clean.ssh_port,
+        ssh_user=clean.ssh_user,
+        postfix_config_dir=clean.postfix_config_dir,
+        dovecot_config_dir=clean.dovecot_config_dir,
+        opendkim_config_dir=clean.opendkim_config_dir,
+        policy=policy,
+        host_key=host_key.key_line,
+        host_key_fingerprint=host_key.fingerprint,
+        host_key_confirmed=False,
+        ssh_public_key=public_line,
+    )
+    host.ssh_private_key = secrets.encrypt(_as_bytes(private_pem), context=host.secret_context)
+    try:
+        with transaction.atomic():
+            host.save()
+            host.domains.set(served)
+            audit_record(
+                actor=actor, action="host.register", obj=host, organisation=organisation,
+                after=_host_audit(host),
+            )  # fmt: skip
+    except IntegrityError:
+        raise ValidationError(
+            {"name": f"{organisation.name} already has a host {clean.name}."}
+        ) from None
+    return host
+
+
+def _fingerprint_given(text: object) -> str:
+    """The fingerprint typed or pasted: the SHA256: token of `ssh-keygen -lf` output, or the
+    text itself (stripped) when it holds none."""
+    if not isinstance(text, str):
+        return ""
+    found = _FINGERPRINT_TOKEN.findall(text)
+    return found[0] if len(found) == 1 else text.strip()
+
+
+@transaction.atomic
+def host_confirm_key(*, host: Host, fingerprint: str, actor: Actor) -> Host:
+    """Pin the host key fetched at registration once the admin has compared its fingerprint."""
+    _require_write(actor, host.organisation)
+    locked = Host.objects.select_for_update().get(pk=host.pk)
+    given = _fingerprint_given(fingerprint)
+    if not locked.host_key_fingerprint:
+        raise ValidationError({"fingerprint": "No host key was fetched for this host."})
+    if not hmac.compare_digest(given.encode(), locked.host_key_fingerprint.encode()):
+        raise ValidationError(
+            {
+                "fingerprint": (
+                    "This is not the fingerprint of the key mailsec fetched. Do not confirm: "
+                    "compare again with the output of ssh-keygen -lf on the host; if they differ, "
+                    "something between mailsec and the host answered in its place."
+                )
+            }
+        )
+    if locked.host_key_confirmed:
+        return locked
+    locked.host_key_confirmed = True
+    locked.host_key_confirmed_at = timezone.now()
+    locked.host_key_confirmed_by = actor if getattr(actor, "pk", None) else None  # type: ignore[assignment]
+    locked.save(
+        update_fields=["host_key_confirmed", "host_key_confirmed_at", "host_key_confirmed_by"]
+    )
+    audit_record(
+        actor=actor, action="host.confirm_key", obj=locked, organisation=locked.organisation,
+        after={"host_key_fingerprint": locked.host_key_fingerprint},
+    )  # fmt: skip
+    return locked
+
+
+def host_update(
+    *,
+    host: Host,
+    actor: Actor,
+    data: HostInput | None = None,
+    domains: Sequence[str] | None = None,
+    policy_id: int | None = None,
+    set_policy: bool = False,
+) -> Host:
+    """Change a host. A new address or port fetches the host key again and unpins it until
+    the admin confirms it; mailsec's client key stays (it is already installed)."""
+    organisation = host.organisation
+    _require_write(actor, organisation)
+    before = _host_audit(host)
+    clean = _host_input(data) if data is not None else None
+    served = _domains_of(organisation, domains) if domains is not None else None
+    policy = _policy_of(organisation, policy_id) if set_policy else host.policy
+    new_key = None
+    if clean is not None and (clean.address, clean.ssh_port) != (host.address, host.ssh_port):
+        new_key = _fetch_host_key(clean.address, clean.ssh_port)
+    try:
+        with transaction.atomic():
+            locked = Host.objects.select_for_update().get(pk=host.pk)
+            if clean is not None:
+                locked.name, locked.address = clean.name, clean.address
+                locked.ssh_port, locked.ssh_user = clean.ssh_port, clean.ssh_user
+                locked.postfix_config_dir = clean.postfix_config_dir
+                locked.dovecot_config_dir = clean.dovecot_config_dir
+                locked.opendkim_config_dir = clean.opendkim_config_dir
+            if new_key is not None:
+                locked.host_key = new_key.key_line
+                locked.host_key_fingerprint = new_key.fingerprint
+                locked.host_key_confirmed = False
+                locked.host_key_confirmed_at = None
+                locked.host_key_confirmed_by = None
+            locked.policy = policy
+            locked.save()
+            if served is not None:
+                locked.domains.set(served)
+            audit_record(
+                actor=actor, action="host.update", obj=locked, organisation=organisation,
+                before=before, after=_host_audit(locked),
+            )  # fmt: skip
+    except IntegrityError:
+        raise ValidationError(
+            {"name": f"{organisation.name} already has a host of that name."}
+        ) from None
+    return locked
+
+
+@transaction.atomic
+def host_delete(*, host: Host, actor: Actor) -> None:
+    _require_write(actor, host.organisation)
+    audit_record(
+        actor=actor, action="host.delete", obj=host, organisation=host.organisation,
+        before=_host_audit(host),
+    )  # fmt: skip
+    host.delete()
+
+
+# --- deployments ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def deployment_request(*, host_id: int, actor: Actor, system: bool = False) -> Deployment:
+    """Queue a deployment of the host's rendered config (202 in the API); join one that is
+    still pending or running instead of queueing a second.
+
+    `system=True` is the command line (`manage.py deploy`), acting without a member's role.
+    Refused before the host key is confirmed, and without a policy to render.
+    """
+    host = Host.objects.select_for_update().select_related("organisation").get(pk=host_id)
+    if not system:
+        _require_write(actor, host.organisation)
+    pending = selectors.deployment_pending(host)
+    if pending is not None:
+        return pending
+    if not host.host_key_confirmed:
+        raise ValidationError(
+            {
+                "host_key": (
+                    f"Confirm {host.name}'s SSH host key fingerprint first: mailsec writes "
+                    "nothing to a host whose key the admin has not confirmed."
+                )
+            }
+        )
+    if host.policy_id is None:
+        raise ValidationError({"policy": f"Give {host.name} a policy first."})
+    user = actor if getattr(actor, "pk", None) else None
+    deployment = Deployment.objects.create(
+        host=host,
+        requested_by=user,  # type: ignore[misc]
+        state=DeploymentState.PENDING,
+    )
+    run = task_run_create(
+        organisation=host.organisation, kind=TaskKind.HOST_DEPLOY, obj=deployment, actor=actor
+    )
+    task_run_enqueue(run, "hosts.tasks.deploy_host", deployment_id=deployment.pk)
+    audit_record(
+        actor=actor, action="host.deploy", obj=host, organisation=host.organisation,
+        after={"deployment": str(deployment.uid)},
+    )  # fmt: skip
+    return deployment
