@@ -1,25 +1,32 @@
 """A streaming parser for DMARC aggregate reports (RFC 7489, the older draft, RFC 9990).
 
-The XML is untrusted and may be large, so it is read three ways, each bounded:
+The XML is untrusted and may be large. It is never held whole, decompressed or parsed:
 
 1. The prolog (everything before the root element) is scanned as text: any `<!DOCTYPE` or
    other `<!` declaration there is refused (`forbidden_dtd`), so no external entity (XXE) and no
    entity expansion (billion laughs) can ever be reached. Reports never carry a DTD.
-2. A well-formedness pass with expat and no handlers (C speed, no tree) reads the whole
-   stream. It also drains the decompressor to its end, so a truncated or oversized archive is
-   refused before the first record is handed out.
+2. A scan of the whole stream with bytes operations only (C speed) drains the decompressor,
+   so a truncated, corrupt or oversized archive is refused before the first record is handed
+   out; it refuses `<!DOCTYPE` and `<!ENTITY` anywhere, checks that a UTF-8 document is valid
+   UTF-8 and that it ends with `</feedback>` (a report cut off is refused, not half-read).
 3. lxml's `iterparse` (entities, DTD loading and network off, no huge trees) streams the
-   records: each finished `<record>` is turned into an `AggregateRecord`, then cleared with
-   its predecessors, so memory stays flat however many records there are.
+   records strictly: each finished `<record>` becomes an `AggregateRecord` (`parse_record_fast`,
+   one flat pass over its descendants), then is cleared with its predecessors, so memory
+   stays flat however many records there are.
 
-A document the expat pass finds malformed is parsed in lxml's recover mode instead; when that
-still gives a sound header (a report id, a date range, a policy domain) the report is kept
-and the problem recorded in `header.errors` (the samples parsedmarc recovers: an unclosed
+The slow path, for what the fast path cannot read as it is: a root element other than
+`<feedback>`, invalid UTF-8, or a syntax error before the header is complete. An expat pass
+finds the first error and counts the closing record tags; the document is then parsed in
+lxml's recover mode (invalid UTF-8 replaced), and kept when that gives a sound header (a
+report id, a date range, a policy domain) and exactly as many records as the document closes,
+with the problem recorded in `header.errors` (the samples parsedmarc recovers: an unclosed
 wrapper element, a stray `<` in a field, an invalid UTF-8 byte). Otherwise it is
-`malformed_xml`, with the line.
+`malformed_xml`, with the line. A syntax error the fast path meets after records were handed
+out is `malformed_xml` raised from `records()`: the storage layer keeps nothing of the report.
 
 Tags are matched by local name, so namespaced (RFC 9990's `urn:ietf:params:xml:ns:dmarc-2.0`,
-prefixed) and plain reports read alike. Result words are lower-cased.
+prefixed) and plain reports read alike. Result words are lower-cased; domains lower-cased
+without a trailing dot; source addresses in ipaddress' compressed form.
 
 A record whose `source_ip` is not an IP address or whose `count` is not a non-negative integer
 rejects the whole report (`missing_field`, raised from `records()`): the storage layer then
@@ -190,13 +197,21 @@ class WellFormedness:
     @property
     def closes_feedback(self) -> bool:
         """Whether the document ends with </feedback> (then perhaps a wrapper's end tags)."""
-        return _CLOSED_FEEDBACK.search(self.tail) is not None
+        return _closes_feedback(self.tail)
 
 
 _CLOSED_FEEDBACK = re.compile(
     rb"</(?:[A-Za-z_][\w.-]*:)?feedback\s*>(?:\s*</[^<>]*>|\s*<!--.*?-->|\s*<\?.*?\?>)*\s*$",
     re.DOTALL,
 )
+
+
+def _closes_feedback(tail: bytes) -> bool:
+    """Whether the document's last bytes end its <feedback> (UTF-16 read as such)."""
+    if tail.count(b"\x00") * 3 > len(tail):  # UTF-16: every other byte is NUL for markup
+        encoding = "utf-16-le" if tail[-1:] == b"\x00" else "utf-16-be"
+        tail = tail.decode(encoding, errors="ignore").encode("ascii", errors="replace")
+    return _CLOSED_FEEDBACK.search(tail) is not None
 
 
 def check_well_formed(stream: Reader) -> WellFormedness:
@@ -228,6 +243,8 @@ def check_well_formed(stream: Reader) -> WellFormedness:
                 parser.Parse(data, not data)
             except expat.ExpatError as problem:
                 found.error = str(problem)
+            except (LookupError, ValueError) as problem:  # an encoding expat cannot read
+                found.error = f"unreadable: {problem}"
         if not data:
             return found
 
@@ -941,7 +958,7 @@ class StreamScan:
     @property
     def closes_feedback(self) -> bool:
         """Whether the document ends with </feedback> (then perhaps a wrapper's end tags)."""
-        return _CLOSED_FEEDBACK.search(self.tail) is not None
+        return _closes_feedback(self.tail)
 
 
 def scan_stream(stream: Reader, *, utf8: bool) -> StreamScan:

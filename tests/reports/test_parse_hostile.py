@@ -469,6 +469,11 @@ def test_doctype_in_utf16_is_refused() -> None:
         (b'{"not": "a tls report"}', "malformed_json"),
         (b"{", "malformed_json"),
         (b"garbage before <feedback/>", "not_a_report"),
+        (b'<?xml version="1.0" encoding="kTF-8"?><feedback></feedback>', "malformed_xml"),
+        (
+            b'<?xml version="1.0" encoding="UTF-8"?><feedback><x>\xff</x></feedback>',
+            "malformed_xml",
+        ),
     ],
 )
 def test_non_reports_get_their_reason(raw: bytes, reason: str) -> None:

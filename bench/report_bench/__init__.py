@@ -1,0 +1,1 @@
+"""mailsec's report parser against parsedmarc: records per second and peak memory."""
