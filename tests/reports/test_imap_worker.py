@@ -40,6 +40,13 @@ def dovecot() -> Iterator[DovecotServer]:
         server.stop()
 
 
+def _route(routes: Any) -> None:
+    """Set the test process's task routes; Celery caches its router at the first send."""
+    celery_app.conf.task_routes = routes
+    celery_app.amqp.flush_routes()
+    celery_app.amqp.__dict__.pop("router", None)
+
+
 @pytest.fixture
 def imap_worker(dovecot: DovecotServer, tmp_path: Any) -> Iterator[CeleryWorker]:
     if not test_settings.REDIS_AVAILABLE:
@@ -61,11 +68,11 @@ def imap_worker(dovecot: DovecotServer, tmp_path: Any) -> Iterator[CeleryWorker]
     worker = CeleryWorker(tmp_path, env)
     worker.start()
     routes = celery_app.conf.task_routes
-    celery_app.conf.task_routes = {"reports.tasks.poll_imap_mailbox": {"queue": queue}}
+    _route({"reports.tasks.poll_imap_mailbox": {"queue": queue}})
     try:
         yield worker
     finally:
-        celery_app.conf.task_routes = routes
+        _route(routes)
         worker.stop()
         with celery_app.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)  # type: ignore[attr-defined]
@@ -100,7 +107,11 @@ def test_a_mailbox_added_in_the_browser_is_polled_by_the_worker(
 
     # The first poll is queued on creation; while it is pending the table reloads itself
     # every 5 s, then stops.
-    page.locator("#mailbox-table tbody tr", has_text="2 stored").wait_for(timeout=60_000)
+    try:
+        page.locator("#mailbox-table tbody tr", has_text="2 stored").wait_for(timeout=60_000)
+    except Exception:
+        state = list(ImapMailbox.objects.values("last_error", "last_polled_at"))
+        pytest.fail(f"no poll result: {state}\n{imap_worker.log_path.read_text()[-3000:]}")
     assert page.get_attribute("#mailbox-table", "hx-trigger") is None
     assert page.evaluate("window.mailsecMarker") == "same-page"
     assert IMAP_PASSWORD not in page.content()
