@@ -240,3 +240,18 @@ def poll_pending(organisation: Organisation) -> TaskRun | None:
         .order_by("-created_at")
         .first()
     )
+
+
+def listed_domain_ids(user: User) -> set[int]:
+    """The user's domains listed themselves, or through an MX address (the domain list's
+    `fail`)."""
+    ids = list(organisations_visible(user).values_list("pk", flat=True))
+    rows = (
+        Listing.objects.filter(
+            status=ListingStatus.LISTED, target__active=True, target__organisation_id__in=ids
+        )
+        .filter(_enabled_zones(ids))
+        .values_list("target__domains", flat=True)
+        .distinct()
+    )
+    return {pk for pk in rows if pk is not None}

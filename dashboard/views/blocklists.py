@@ -15,6 +15,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -29,7 +30,7 @@ from dashboard.http import HtmxRequest
 from dns_records import selectors as domain_selectors
 from dns_records.models import Domain
 from mailsec.models import Organisation
-from mailsec.selectors import can_write, organisation_visible, organisations_visible
+from mailsec.selectors import User, can_write, organisation_visible, organisations_visible
 
 EXPIRY_CHOICES = [
     ("never", "never expires"),
@@ -348,14 +349,42 @@ def domain_listings(request: HtmxRequest, pk: int) -> HttpResponse:
     )
 
 
+def domains_with_listings(user: User, *, search: str, status: str) -> QuerySet[Domain]:
+    """The domain list's rows (`domain_selectors.domains_visible`) with its status filter
+    counting a listing as `fail`: a listed domain is among the failing ones, and no longer among
+    those of its checks' own status."""
+    listed = bl_selectors.listed_domain_ids(user)
+    if status == "fail":
+        return domain_selectors.domains_visible(user, search=search).filter(
+            Q(worst_status="fail") | Q(pk__in=listed)
+        )
+    queryset = domain_selectors.domains_visible(user, search=search, status=status)
+    return queryset.exclude(pk__in=listed) if status else queryset
+
+
+def status_counts_with_listings(user: User) -> dict[str, int]:
+    """`domain_selectors.worst_status_counts` with each listed domain counted as `fail`."""
+    counts = dict(domain_selectors.worst_status_counts(user))
+    listed = bl_selectors.listed_domain_ids(user)
+    moved = Domain.objects.filter(pk__in=listed).exclude(worst_status="fail")
+    for stored in moved.values_list("worst_status", flat=True):
+        bucket = stored or "unchecked"
+        counts[bucket] = counts.get(bucket, 0) - 1
+        if counts[bucket] <= 0:
+            del counts[bucket]
+        counts["fail"] = counts.get("fail", 0) + 1
+    return counts
+
+
 def mark_listed_domains(domains: Iterable[Domain]) -> None:
     """Make a domain row's worst status `fail` when the domain or one of its MX addresses is
     listed (a listing is a definite fault, so it outranks warnings and errors; a failing check
     keeps its own summary). Called by the domain list on the rows of one page.
 
     Done here, in the dashboard, because `dns_records` (whose selectors build the list) may not
-    import `blocklists` above it; the stored `worst_status`, and so the list's status filter and
-    counts, stay the checks' own.
+    import `blocklists` above it; `domains_with_listings` and `status_counts_with_listings` make
+    the list's filter and counts agree. The stored `worst_status` (and the API's `?status=`) stay
+    the checks' own.
     """
     rows = list(domains)
     found = bl_selectors.listed_by_domain(rows)

@@ -189,3 +189,22 @@ def test_domain_list_shows_a_listed_domain_as_fail(owner, polled, acme):
     assert "blocklists" in row and "is listed on" in row
     single = login(owner).get(f"/domains/{acme.pk}/row/").content.decode()
     assert 'data-status="fail"' in single
+
+
+def test_domain_list_filter_and_counts_count_a_listing_as_fail(owner, polled, acme):
+    from dns_records.models import Domain
+
+    Domain.objects.filter(pk=acme.pk).update(worst_status="warning")
+    Domain.objects.filter(name="listed.test").update(worst_status="ok")
+    Domain.objects.create(organisation=polled, name="quiet.test", worst_status="warning")
+    client = login(owner)
+    failing = client.get("/domains/?status=fail").content.decode()
+    assert "acme.test" in failing and "listed.test" in failing and "quiet.test" not in failing
+    warning = client.get("/domains/?status=warning").content.decode()
+    table = warning[warning.index('id="domain-table"') :]
+    assert "quiet.test" in table and "acme.test" not in table
+    counts = re.search(r'<nav id="status-counts".*?</nav>', failing, re.S)
+    assert counts is not None
+    assert re.search(r"fail</span> 2<", counts.group(0))
+    assert re.search(r"warning</span> 1<", counts.group(0))
+    assert "ok</span>" not in counts.group(0)
