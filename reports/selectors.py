@@ -327,12 +327,6 @@ def top_sources(
     return top_sources_counted(organisation, domain, start=start, limit=limit)[0]
 
 
-def source_count(organisation: Organisation, domain: str, *, start: dt.date) -> int:
-    return int(
-        _rollups(organisation, domain, start).aggregate(n=Count("source_ip", distinct=True))["n"]
-    )
-
-
 def all_sources(
     organisation: Organisation, domain: str, *, start: dt.date, named: bool = True
 ) -> list[SourceRow]:
@@ -603,16 +597,6 @@ def quarantine_visible(user: User) -> QuerySet[RawMessage]:
     else:
         scoped = queryset.filter(organisation__in=organisations_visible(user))
     return scoped.defer("content").select_related("organisation").order_by("-received_at", "-id")
-
-
-def report_domains(organisation: Organisation) -> list[str]:
-    """Policy domains with rollups in the organisation, for the dashboard's domain picker."""
-    return list(
-        DailyRollup.objects.filter(organisation=organisation)
-        .values_list("policy_domain", flat=True)
-        .distinct()
-        .order_by("policy_domain")
-    )
 
 
 # --- the per-domain summary: what the dashboard page and `reports/summary/` show --------------
