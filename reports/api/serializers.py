@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mailsec.models import Organisation
@@ -129,14 +130,37 @@ class ReportDetailSerializer(ReportSerializer):
         read_only_fields = fields
 
 
-class ReportWithRecordsSerializer(serializers.Serializer[Any]):
-    """The detail response: the report, one page of its records and the links to the others."""
+class ReportWithRecordsSerializer(ReportDetailSerializer):
+    """The detail response: the report's fields, one page of its records (most messages first)
+    and the links to the pages before and after. The view passes the page in the context."""
 
-    report = ReportDetailSerializer()
-    records = RecordSerializer(many=True)
-    records_count = serializers.IntegerField()
-    records_next = serializers.CharField(allow_null=True)
-    records_previous = serializers.CharField(allow_null=True)
+    records = serializers.SerializerMethodField()
+    records_count = serializers.SerializerMethodField()
+    records_next = serializers.SerializerMethodField()
+    records_previous = serializers.SerializerMethodField()
+
+    class Meta(ReportDetailSerializer.Meta):
+        fields = [
+            *ReportDetailSerializer.Meta.fields,
+            "records_count",
+            "records_next",
+            "records_previous",
+            "records",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(RecordSerializer(many=True))
+    def get_records(self, obj: Report) -> Any:
+        return RecordSerializer(self.context["records"], many=True).data
+
+    def get_records_count(self, obj: Report) -> int:
+        return int(self.context["records_count"])
+
+    def get_records_next(self, obj: Report) -> str | None:
+        return self.context["records_next"]  # type: ignore[no-any-return]
+
+    def get_records_previous(self, obj: Report) -> str | None:
+        return self.context["records_previous"]  # type: ignore[no-any-return]
 
 
 class TlsFailureSerializer(serializers.ModelSerializer[TlsFailure]):

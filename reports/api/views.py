@@ -122,14 +122,13 @@ class ReportViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Report]):
             query = urlencode({"records_offset": at, "records_limit": limit})
             return request.build_absolute_uri(f"{request.path}?{query}")
 
-        payload = {
-            "report": report,
+        page = {
             "records": list(records[offset : offset + limit]),
             "records_count": total,
             "records_next": link(offset + limit) if offset + limit < total else None,
             "records_previous": link(max(offset - limit, 0)) if offset > 0 else None,
         }
-        return Response(ReportWithRecordsSerializer(payload).data)
+        return Response(ReportWithRecordsSerializer(report, context=page).data)
 
     @extend_schema(
         parameters=[

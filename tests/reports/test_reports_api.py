@@ -119,7 +119,9 @@ def test_detail_has_records_with_classes(owner_api, reports):
     response = owner_api.get(f"/api/v1/reports/{reports[0].pk}/")
     assert response.status_code == 200
     body = response.json()
-    assert body["report"]["report_id"] == "g-1"
+    assert body["report_id"] == "g-1"
+    assert body["message_count"] == 990 and body["domain"] == D
+    assert body["raw_message_id"] is None
     assert body["records_count"] == 3
     assert body["records_next"] is None
     records = body["records"]
