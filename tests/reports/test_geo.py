@@ -62,6 +62,11 @@ def test_install_updates_the_sources_already_known(ip_dir, asn_file, capsys):
     SourceInfo.objects.create(ip="203.0.113.8", ptr="", ptr_status="none")
     call_command("install_ip_database", str(asn_file), "--kind", "asn")
     assert "1 known sources updated" in capsys.readouterr().out
+    from mailsec.models import AuditLog
+
+    entry = AuditLog.objects.get(action="report.ip_database.install")
+    assert entry.after["kind"] == "asn" and entry.after["sources_updated"] == 1
+    assert entry.actor_name == "system"
     known = SourceInfo.objects.get(ip="192.0.2.8")
     assert (known.asn, known.as_org, known.ptr) == (64500, "Example Net", "mail.example.com")
     assert SourceInfo.objects.get(ip="203.0.113.8").asn is None

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from mailsec.services.audit import audit_record
 from reports.geo import KINDS, IpDatabaseError, install
 from reports.sources import sources_refresh_geo
 
@@ -31,6 +32,19 @@ class Command(BaseCommand):
         except IpDatabaseError as exc:
             raise CommandError(f"{options['file']}: {exc}") from None
         changed = sources_refresh_geo()
+        audit_record(
+            actor=None,
+            action="report.ip_database.install",
+            obj=database.path.name,
+            organisation=None,
+            after={
+                "kind": database.kind,
+                "database_type": database.database_type,
+                "build_date": database.build_date,
+                "source_name": database.source_name,
+                "sources_updated": changed,
+            },
+        )
         self.stdout.write(
             f"Installed {database.kind} database {database.database_type or '(untyped)'} "
             f"built {database.build_date} at {database.path}; {changed} known sources updated, "
