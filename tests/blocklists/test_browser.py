@@ -89,10 +89,24 @@ def test_blocklist_page_in_the_browser(
     assert page.evaluate("window.mailsecMarker") == "same-page"
     assert BlacklistEntry.objects.get().reason == "brute force"
 
-    shot = tmp_path / "blocklists.png"
+    _shot(page, tmp_path, "blocklists.png")
+
+    # The domain page loads its own listings, and the domain list shows the listing as fail.
+    page.goto(f"{live_server.url}/domains/{acme.pk}/")
+    page.locator("#domain-blocklists tr[data-status=listed]").first.wait_for()
+    assert page.locator("#domain-blocklists tr[data-status=listed]").count() == 4
+    _shot(page, tmp_path, "domain-blocklists.png")
+    page.goto(f"{live_server.url}/domains/")
+    row = page.locator(f"#domain-{acme.pk}")
+    assert row.locator("[data-status=fail]").count() == 1
+    assert "is listed on" in row.inner_text()
+    assert problems == [], problems
+
+
+def _shot(page: Any, tmp_path: Path, name: str) -> None:
+    shot = tmp_path / name
     page.screenshot(path=str(shot), full_page=True)
     target = os.environ.get("MAILSEC_TEST_SCREENSHOTS")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(target) / "blocklists.png")
-    assert problems == [], problems
+        shutil.copy(shot, Path(target) / name)
