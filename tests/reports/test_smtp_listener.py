@@ -102,7 +102,7 @@ class Listener:
             cwd=REPO, env=self.env, stdout=(self.directory / "listener.log").open("wb"),
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        if not wait_for_tcp(LISTEN_ADDRESS, self.port, timeout=30):
+        if not wait_for_tcp(LISTEN_ADDRESS, self.port, timeout=90):
             self.stop()
             pytest.fail(f"the listener did not start:\n{self.log}")
 
@@ -277,7 +277,7 @@ def test_an_idle_client_is_disconnected_after_the_timeout(listener):
         while chunk := sock.recv(1024):
             rest += chunk
         waited = time.monotonic() - started
-    assert 4 <= waited < 15, waited  # MAILSEC_INGEST_TIMEOUT_SECONDS=5
+    assert 4 <= waited < 30, waited  # MAILSEC_INGEST_TIMEOUT_SECONDS=5
 
 
 def test_connections_over_the_cap_are_turned_away_with_421(listener):
