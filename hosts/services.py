@@ -29,7 +29,7 @@ from hosts.policy import PolicyValues, domain_error, validate
 from hosts.render.facts import HostFacts, validate_host
 from mailsec import secrets
 from mailsec.jobs import task_run_create, task_run_enqueue
-from mailsec.models import Organisation, TaskKind
+from mailsec.models import FINISHED_TASK_STATES, Organisation, TaskKind
 from mailsec.netguard import refuse_reason
 from mailsec.selectors import can_write
 from mailsec.services.audit import Actor, audit_record
@@ -441,7 +441,18 @@ def deployment_request(*, host_id: int, actor: Actor, system: bool = False) -> D
         _require_write(actor, host.organisation)
     pending = selectors.deployment_pending(host)
     if pending is not None:
-        return pending
+        run = selectors.deployment_task_run(pending)
+        if run is None or run.state not in FINISHED_TASK_STATES:
+            return pending
+        # Its task ended (reaped after a crash) without finishing it: nothing will, so it is
+        # closed as failed and a new deployment queued rather than joined forever.
+        Deployment.objects.filter(
+            pk=pending.pk, state__in=selectors.UNFINISHED_DEPLOYMENT_STATES
+        ).update(
+            state=DeploymentState.FAILED,
+            finished_at=timezone.now(),
+            log=(pending.log + "\nabandoned: its task ended without finishing it").lstrip(),
+        )
     if not host.host_key_confirmed:
         raise ValidationError(
             {

@@ -331,3 +331,19 @@ def test_viewer_cannot_deploy(host: Host, owner: Any, viewer: Any) -> None:
     services.host_confirm_key(host=host, fingerprint=host.host_key_fingerprint, actor=owner)
     with pytest.raises(PermissionDenied):
         services.deployment_request(host_id=host.pk, actor=viewer)
+
+
+def test_a_deployment_whose_task_ended_unfinished_is_closed_and_a_new_one_queued(
+    host: Host, owner: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    services.host_confirm_key(host=host, fingerprint=host.host_key_fingerprint, actor=owner)
+    with django_capture_on_commit_callbacks(execute=False):
+        stuck = services.deployment_request(host_id=host.pk, actor=owner)
+        # The reaper failed its task run (the worker died); the deployment row never moved on.
+        TaskRun.objects.filter(kind=TaskKind.HOST_DEPLOY).update(state="failed")
+        fresh = services.deployment_request(host_id=host.pk, actor=owner)
+    assert fresh.pk != stuck.pk
+    stuck.refresh_from_db()
+    assert stuck.state == DeploymentState.FAILED
+    assert "abandoned" in stuck.log
+    assert TaskRun.objects.filter(kind=TaskKind.HOST_DEPLOY, state="pending").count() == 1
