@@ -162,7 +162,6 @@ class PostfixInstance:
             f"maillog_file = {self.maillog}\nmaillog_file_prefixes = /var,/dev/stdout,{base}\n"
             "inet_interfaces = all\ninet_protocols = ipv4\nmydestination =\n"
             "alias_maps =\nalias_database =\nrelayhost =\n"
-            "smtp_host_lookup = native\ndisable_dns_lookups = yes\n"
         ).encode()
         (self.config_dir / "main.cf").write_bytes(text)
         master = Path("/etc/postfix/master.cf").read_text()
@@ -284,7 +283,12 @@ service pop3-login {{
         )
 
     def start(self) -> None:
-        run(binary("dovecot"), "-c", str(self.conf))
+        # Dovecot's daemon keeps inherited pipes open: its output goes nowhere.
+        subprocess.run(
+            [binary("dovecot"), "-c", str(self.conf)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            timeout=30, check=True, start_new_session=True,
+        )  # fmt: skip
         if not wait_for_tcp(self.address, self.imap_port, 20):
             raise RuntimeError("dovecot did not start: " + self.log())
 

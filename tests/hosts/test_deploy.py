@@ -1,0 +1,279 @@
+"""Deployments against real servers: an sshd on 127.0.0.70 standing for the managed host, whose
+Postfix (127.0.0.71) and Dovecot (127.0.0.72) keep their config in the test's directories.
+
+The SSH user is root here (the non-root deploy user with the README's sudoers lines is not
+exercised by these tests).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from hosts import ssh
+from hosts.deploy import deployment_run, lease_take
+from hosts.models import DeployedFile, Deployment, DeploymentState, Host, Policy
+from mailsec import secrets
+from tests.hosts.deploy_servers import DovecotInstance, PostfixInstance, Sshd, binary, run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SIZE = 2 * 1024 * 1024
+
+
+@dataclass
+class Rig:
+    sshd: Sshd
+    postfix: PostfixInstance
+    dovecot: DovecotInstance
+    host: Host
+    base: Path
+
+    def deploy(self, **kwargs) -> Deployment:
+        deployment = Deployment.objects.create(host=self.host)
+        deployment_run(deployment.pk, **kwargs)
+        deployment.refresh_from_db()
+        return deployment
+
+    def postconf_n(self) -> str:
+        return run(binary("postconf"), "-c", str(self.postfix.config_dir), "-n")
+
+    def snapshot(self) -> dict[str, bytes]:
+        out = {}
+        for directory in (self.postfix.config_dir, self.dovecot.config_dir):
+            for path in sorted(directory.rglob("*")):
+                if path.is_file():
+                    out[str(path)] = path.read_bytes()
+        return out
+
+
+@pytest.fixture
+def rig(tmp_path: Path, org, settings) -> Iterator[Rig]:
+    settings.MAILSEC_PROBE_ALLOW_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
+    # Postfix's own processes must reach their directories: not under pytest's 0700 tmp dir.
+    base = Path(tempfile.mkdtemp(prefix="mailsec-deploy-", dir="/tmp"))
+    base.chmod(0o755)
+    sshd = Sshd(tmp_path / "sshd")
+    postfix = PostfixInstance(base / "pf")
+    dovecot = DovecotInstance(base / "dc")
+    postfix.prepare()
+    dovecot.prepare()
+    sshd.start()
+    started: list = [sshd]
+    try:
+        postfix.start()
+        started.append(postfix)
+        dovecot.start()
+        started.append(dovecot)
+        private, public = ssh.generate_client_key()
+        sshd.authorize(public)
+        policy = Policy.objects.create(
+            organisation=org,
+            name="strict",
+            values={"message_size_limit": SIZE, "dkim_signing": False},
+        )
+        host = Host(
+            organisation=org,
+            name="mx1.example.org",
+            address=sshd.address,
+            ssh_port=sshd.port,
+            ssh_user="root",
+            postfix_config_dir=str(postfix.config_dir),
+            dovecot_config_dir=str(dovecot.config_dir),
+            opendkim_config_dir=str(base / "opendkim"),
+            policy=policy,
+            host_key=sshd.host_key_line,
+            host_key_fingerprint=ssh.fingerprint_of_line(sshd.host_key_line),
+            host_key_confirmed=True,
+            ssh_public_key=public,
+            facts={
+                "addresses": ["192.0.2.25"],
+                "postfix_queue_directory": str(postfix.base / "spool"),
+                "submission_service": f"{postfix.address}:{postfix.submission_port}",
+                "tls_cert_file": str(dovecot.cert),
+                "tls_key_file": str(dovecot.key),
+                "dovecot_reload": ["/usr/bin/doveadm", "-c", str(dovecot.conf), "reload"],
+                "smtp_check": f"{postfix.address}:{postfix.port}",
+                "imap_check": f"{dovecot.address}:{dovecot.imap_port}",
+            },
+        )
+        host.ssh_private_key = secrets.encrypt(private.encode(), context=host.secret_context)
+        host.save()
+        yield Rig(sshd, postfix, dovecot, host, base)
+    finally:
+        for server in reversed(started):
+            server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_deployment_changes_postconf_as_the_policy_says_and_a_second_changes_nothing(rig):
+    assert f"message_size_limit = {SIZE}" not in rig.postconf_n()
+    reloads_before = rig.postfix.reloads()
+    first = rig.deploy()
+    assert first.state == DeploymentState.SUCCEEDED, first.log
+    conf = rig.postconf_n()
+    assert f"message_size_limit = {SIZE}" in conf
+    assert "smtpd_tls_auth_only = yes" in conf
+    assert "check_client_access cidr:" in conf
+    assert (rig.dovecot.config_dir / "conf.d" / "99-mailsec.conf").exists()
+    assert rig.postfix.reloads() == reloads_before + 1
+    assert "$ /usr/sbin/postfix -c" in first.log and "reload" in first.log
+    changed = {f["path"] for f in first.files if f["changed"]}
+    assert str(rig.postfix.config_dir / "main.cf") in changed
+    assert f"+message_size_limit = {SIZE}" in first.diff
+    recorded = {row.path: row for row in DeployedFile.objects.filter(host=rig.host)}
+    assert set(recorded) == {f["path"] for f in first.files}
+    main = recorded[str(rig.postfix.config_dir / "main.cf")]
+    assert bytes(main.content) == (rig.postfix.config_dir / "main.cf").read_bytes()
+    # No staging or temporary files left behind.
+    assert not Path(str(rig.postfix.config_dir) + ".mailsec-staging").exists()
+    assert not list(rig.postfix.config_dir.glob(".*.mailsec-new"))
+    assert Path(str(rig.postfix.config_dir) + ".mailsec-backup").is_dir()
+
+    pid = rig.postfix.master_pid()
+    snapshot = rig.snapshot()
+    dovecot_log = rig.dovecot.log()
+    second = rig.deploy()
+    assert second.state == DeploymentState.UNCHANGED, second.log
+    assert not [line for line in second.log.splitlines() if "$ " in line and "reload" in line]
+    assert rig.postfix.reloads() == reloads_before + 1
+    assert rig.postfix.master_pid() == pid
+    assert rig.snapshot() == snapshot
+    assert "reload" not in rig.dovecot.log()[len(dovecot_log) :].lower()
+    assert not any(f["changed"] for f in second.files)
+
+
+def test_the_service_enforces_the_deployed_size_limit(rig):
+    assert rig.deploy().state == DeploymentState.SUCCEEDED
+    with rig.postfix.smtp() as client:
+        client.ehlo("client.example.net")
+        assert client.esmtp_features["size"] == str(SIZE)
+        code, _ = client.mail("a@example.net", [f"SIZE={SIZE + 1}"])
+        assert code == 552
+
+
+def test_an_invalid_config_is_refused_at_validation_and_the_live_files_stay(rig):
+    # A hand edit broke the host's Dovecot config after it started: doveconf refuses the
+    # staging copy, so mailsec writes nothing and reloads nothing.
+    (rig.dovecot.config_dir / "conf.d" / "50-admin.conf").write_text("no_such_setting = 1\n")
+    before = rig.snapshot()
+    reloads = rig.postfix.reloads()
+    deployment = rig.deploy()
+    assert deployment.state == DeploymentState.FAILED, deployment.log
+    assert "refused at validation" in deployment.log
+    assert "doveconf -n failed" in deployment.log and "no_such_setting" in deployment.log
+    assert rig.snapshot() == before
+    assert rig.postfix.reloads() == reloads
+    assert not Path(str(rig.dovecot.config_dir) + ".mailsec-staging").exists()
+    assert not DeployedFile.objects.filter(host=rig.host).exists()
+    assert rig.host.events.filter(kind="deploy_failed").exists()
+
+
+def test_a_postfix_warning_fails_validation(rig):
+    # The admin's own main.cf has a line Postfix warns about: mailsec refuses to deploy on it.
+    main = rig.postfix.config_dir / "main.cf"
+    main.write_bytes(main.read_bytes() + b"mailsec_test_unknown_parameter = 1\n")
+    before = rig.snapshot()
+    deployment = rig.deploy()
+    assert deployment.state == DeploymentState.FAILED, deployment.log
+    assert "unused parameter" in deployment.log
+    assert rig.snapshot() == before
+
+
+def test_a_reload_failure_rolls_back_and_the_service_still_answers(rig):
+    marker = rig.base / "failed-once"
+    script = rig.base / "reload-once.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ ! -e {marker} ]; then touch {marker}; echo "reload refused" >&2; exit 1; fi\n'
+        f"exec /usr/sbin/postfix -c {rig.postfix.config_dir} reload\n"
+    )
+    script.chmod(0o755)
+    rig.host.facts = {**rig.host.facts, "postfix_reload": [str(script)]}
+    rig.host.save()
+    before = rig.snapshot()
+    deployment = rig.deploy()
+    assert deployment.state == DeploymentState.ROLLED_BACK, deployment.log
+    assert "reload refused" in deployment.log
+    assert "rolled back" in deployment.log
+    assert rig.snapshot() == before
+    assert f"message_size_limit = {SIZE}" not in rig.postconf_n()
+    assert ssh.service_banner(rig.postfix.address, rig.postfix.port).startswith("220")
+    assert not DeployedFile.objects.filter(host=rig.host).exists()
+    assert rig.host.events.filter(kind="rolled_back").exists()
+
+
+def test_a_changed_host_key_aborts_before_anything_is_written(rig):
+    rig.sshd.new_host_key()
+    before = rig.snapshot()
+    deployment = rig.deploy()
+    assert deployment.state == DeploymentState.FAILED
+    assert "host key mismatch" in deployment.log
+    assert rig.host.host_key_fingerprint in deployment.log
+    assert ssh.fingerprint_of_line(rig.sshd.host_key_line) in deployment.log
+    assert rig.snapshot() == before
+    log = (rig.sshd.directory / "log").read_text()
+    assert "Accepted publickey" not in log
+
+
+def test_two_concurrent_deployments_serialise(rig):
+    first = Deployment.objects.create(host=rig.host)
+    second = Deployment.objects.create(host=rig.host)
+    errors: list[BaseException] = []
+
+    def work(pk: int) -> None:
+        try:
+            deployment_run(pk, wait=120)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(d.pk,)) for d in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert not errors
+    first.refresh_from_db()
+    second.refresh_from_db()
+    states = sorted([first.state, second.state])
+    assert states == sorted([DeploymentState.SUCCEEDED, DeploymentState.UNCHANGED]), (
+        first.log + second.log
+    )
+    a, b = sorted([first, second], key=lambda d: d.started_at)
+    assert a.finished_at <= b.started_at
+    rig.host.refresh_from_db()
+    assert rig.host.deploying_until is None
+
+
+def test_an_expired_lease_is_taken_over_and_a_held_one_fails_clearly(rig):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Host.objects.filter(pk=rig.host.pk).update(
+        deploying_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert rig.deploy().state == DeploymentState.SUCCEEDED
+    assert lease_take(rig.host.pk)
+    held = rig.deploy(wait=0.5)
+    assert held.state == DeploymentState.FAILED
+    assert "another deployment holds this host" in held.log
+
+
+def test_a_redelivered_finished_deployment_does_nothing(rig):
+    deployment = rig.deploy()
+    assert deployment.state == DeploymentState.SUCCEEDED
+    log = deployment.log
+    deployment_run(deployment.pk)
+    deployment.refresh_from_db()
+    assert deployment.log == log
