@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections
 
+from dns_records.results import visible_text
 from reports.models import IngestSource
 from reports.services import MessageTooLarge, raw_message_store
 
@@ -154,12 +155,15 @@ def store_received(content: bytes, *, mail_from: str, rcpt_tos: list[str], peer:
     """Store one received message (in a pool thread); its RawMessage id once committed."""
     close_old_connections()
     try:
+        # Addresses are the sender's text (SMTPUTF8, any byte): NUL and undecodable bytes are
+        # stored as visible escapes, or the database would refuse the row and the sender
+        # would be told to retry forever.
         message = raw_message_store(
             content,
             source=IngestSource.SMTP,
-            envelope_from=mail_from,
-            envelope_to=rcpt_tos,
-            remote_addr=peer,
+            envelope_from=visible_text(mail_from),
+            envelope_to=[visible_text(rcpt) for rcpt in rcpt_tos],
+            remote_addr=visible_text(peer),
         )
         return int(message.pk)
     finally:

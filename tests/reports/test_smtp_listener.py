@@ -491,3 +491,28 @@ def test_with_a_certificate_the_listener_offers_starttls_and_still_no_auth(tmp_p
     finally:
         server.stop()
     assert RawMessage.objects.count() == 1
+
+
+def test_a_nul_and_an_undecodable_byte_in_the_sender_are_stored_visible_not_retried_forever(
+    listener,
+):
+    """SMTPUTF8 lets any byte into MAIL FROM; PostgreSQL refuses NUL and lone surrogates, so
+    unescaped they would make every delivery a 451, and the sender would retry forever."""
+    with socket.create_connection((LISTEN_ADDRESS, listener.port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+
+        def command(line: bytes) -> bytes:
+            sock.sendall(line + b"\r\n")
+            reply = reader.readline()
+            while reply[3:4] == b"-":
+                reply = reader.readline()
+            return reply
+
+        assert reader.readline().startswith(b"220")
+        command(b"EHLO reporter.test")
+        assert command(b"MAIL FROM:<a\x00b\xff@sender.test>").startswith(b"250")
+        assert command(b"RCPT TO:<dmarc@reports.test>").startswith(b"250")
+        assert command(b"DATA").startswith(b"354")
+        reply = command(report_message() + b".")
+    assert reply.startswith(b"250"), reply
+    assert RawMessage.objects.get().envelope_from == "a\\x00b\\udcff@sender.test"
