@@ -13,6 +13,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -191,7 +192,17 @@ def host_confirm_key(request: HtmxRequest, pk: int) -> HttpResponse:
         except PermissionDenied as exc:
             form.add_error(None, str(exc))
         else:
-            form = HostKeyConfirmForm()
+            # The Deploy button comes alive with the confirmation: its section is swapped too.
+            response = render(
+                request, "dashboard/partials/hosts/key.html", _key_context(request, host)
+            )
+            deployments = _deployments_context(request, host, oob=True)
+            response.write(
+                render_to_string(
+                    "dashboard/partials/hosts/deployments.html", deployments, request=request
+                )
+            )
+            return response
     return render(
         request, "dashboard/partials/hosts/key.html", _key_context(request, host, key_form=form)
     )

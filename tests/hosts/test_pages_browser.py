@@ -83,6 +83,8 @@ def test_register_confirm_and_read_the_host_page(
     Domain.objects.create(organisation=org, name="acme.test")
     policy = services.policy_create(organisation=org, name="Strict", values={}, actor=owner)
     log_in(page, live_server, owner)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "host-list.png"), full_page=True)
 
     page.fill("#host-name", "mx1.acme.test")
     page.fill("#host-address", sshd.address)
@@ -104,6 +106,7 @@ def test_register_confirm_and_read_the_host_page(
     page.fill("#host-key-fingerprint", fingerprint)  # the whole ssh-keygen line, as pasted
     page.click("#host-key button[type=submit]")
     page.locator("#host-key .badge.ok").wait_for(timeout=10_000)
+    assert page.locator("#host-deployments button").is_enabled()
     host.refresh_from_db()
     assert host.host_key_confirmed
     assert page.locator("#host-authorized-key").inner_text().strip() == host.ssh_public_key
