@@ -223,7 +223,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["mailsec.permissions.TokenScopePermission"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "mailsec.api.pagination.BoundedPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "mailsec.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -238,7 +238,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
-    "ENUM_NAME_OVERRIDES": {"CheckStatusEnum": "dns_records.status.STATUS_CHOICES"},
+    "ENUM_NAME_OVERRIDES": {
+        "CheckStatusEnum": "dns_records.status.STATUS_CHOICES",
+        "ListingStatusEnum": "blocklists.models.LISTING_CHOICES",
+        "BlocklistKindEnum": "blocklists.models.KIND_CHOICES",
+    },
     # The docs page's assets are vendored by drf-spectacular-sidecar: no CDN, CSP-friendly.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -342,6 +346,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "blocklists.tasks.purge_expired_entries",
         "schedule": 3600.0,
     },
+    "check-host-drift": {"task": "hosts.tasks.check_drift", "schedule": 3600.0},
 }
 # Blocklists: comma lists of zones replacing the built-in defaults (blocklists/zones.py) for
 # organisations polled for the first time; how often each organisation is polled; questions in

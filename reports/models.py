@@ -241,6 +241,11 @@ class DailyRollup(models.Model):
         ]
         indexes = [
             models.Index(fields=["organisation", "policy_domain", "day"], name="rollup_domain_day"),
+            # Top sources: per source of a domain, its days.
+            models.Index(
+                fields=["organisation", "policy_domain", "source_ip", "day"],
+                name="rollup_domain_source",
+            ),
             # The retention prune: rows of days before the window, in batches.
             models.Index(fields=["day"], name="rollup_day"),
         ]
@@ -292,7 +297,9 @@ class SourceInfo(models.Model):
     ip = models.GenericIPAddressField(unique=True)
     ptr = models.CharField(max_length=253, blank=True)
     ptr_status = models.CharField(
-        max_length=10, blank=True, help_text="ok, none (no PTR) or error (could not tell)"
+        max_length=10,
+        blank=True,
+        help_text="ok (forward-confirmed), unverified (does not point back), none, or error",
     )
     asn = models.PositiveIntegerField(null=True, blank=True)
     as_org = models.CharField(max_length=255, blank=True)

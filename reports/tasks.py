@@ -17,6 +17,7 @@ from reports.services import (
     raw_messages_enqueue,
     reports_prune,
 )
+from reports.source_tasks import resolve_sources  # noqa: F401  (registered with the worker)
 
 # A million-record report takes minutes. The hard limit is below the services' CLAIM_TIMEOUT,
 # so a claim older than that is certainly a dead one.

@@ -4,11 +4,17 @@ from typing import Any
 
 from rest_framework import serializers
 
-from blocklists.models import BlacklistEntry, BlocklistZone, Listing, ListingEvent
+from blocklists.models import (
+    KIND_CHOICES,
+    BlacklistEntry,
+    BlocklistZone,
+    Listing,
+    ListingEvent,
+)
 from blocklists.zones import ZoneKind, zone_info
 from mailsec.models import Organisation
 
-KINDS = [ZoneKind.IP.value, ZoneKind.DOMAIN.value]
+KINDS = KIND_CHOICES
 
 
 class ListingSerializer(serializers.ModelSerializer[Listing]):

@@ -14,13 +14,13 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from dns_records import selectors as domain_selectors
 from dns_records.models import Domain
 from dns_records.names import InvalidDomainName, normalise_domain
+from mailsec.api.pagination import BoundedPagination
 from reports import selectors
 from reports.api.serializers import (
     ReportSerializer,
@@ -40,16 +40,6 @@ UNTIL_PARAM = OpenApiParameter(
 )
 RECORDS_LIMIT = 500
 RECORDS_MAX_LIMIT = 1000
-
-
-class BoundedPagination(LimitOffsetPagination):
-    """limit and offset as the API's default, with bounds: DRF's own passes any number to the
-    database, and one beyond bigint (`?limit=99999999999999999999`) was a 500."""
-
-    max_limit = 1000
-
-    def get_offset(self, request: Request) -> int:
-        return min(super().get_offset(request), 10**12)
 
 
 def _date_param(request: Request, name: str) -> dt.date | None:

@@ -236,3 +236,15 @@ def test_the_ui_still_appends_the_slash(ui: Client) -> None:
     response = ui.get("/domains")
     assert response.status_code == 301
     assert response["Location"] == "/domains/"
+
+
+@pytest.mark.parametrize(
+    "query", ["limit=99999999999999999999", "offset=99999999999999999999", "limit=5000"]
+)
+def test_pagination_beyond_any_bound_is_clamped_not_a_500(
+    owner_api: APIClient, org: Organisation, query: str
+) -> None:
+    Domain.objects.create(organisation=org, name="paged.example")
+    response = owner_api.get(f"{DOMAINS}?{query}")
+    assert response.status_code == 200
+    assert len(response.json()["results"]) <= 1000
