@@ -28,6 +28,7 @@ import gzip
 import json
 import os
 import random
+import shutil
 import smtplib
 import socket
 import subprocess
@@ -353,6 +354,10 @@ def main() -> int:
         f"{report['pipe_ingest_email']['messages_per_second']} messages/s "
         f"({report['pipe_ingest_email']['mean_seconds_per_message']} s each, mostly process start)"
     )
+    if report["ok"]:
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        print(f"logs kept in {directory}")
     return 0 if report["ok"] else 1
 
 
