@@ -1,0 +1,55 @@
+"""manage.py deploy HOST [--json]: deploy a host's policy now, in this process."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from hosts.deploy import deployment_run
+from hosts.models import Deployment, DeploymentState, Host
+
+
+class Command(BaseCommand):
+    help = "Deploy a managed host's rendered configuration (by name or id) and print the outcome."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("host", help="The host's name (or its id)")
+        parser.add_argument("--json", action="store_true", help="Print the outcome as JSON")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        name: str = options["host"]
+        hosts = Host.objects.filter(name=name)
+        if not hosts.exists() and name.isdigit():
+            hosts = Host.objects.filter(pk=int(name))
+        if hosts.count() != 1:
+            raise CommandError(
+                f"{name}: no such host"
+                if not hosts.exists()
+                else f"{name}: several hosts; use the id"
+            )
+        host = hosts.get()
+        if not host.host_key_confirmed:
+            raise CommandError(f"{host.name}: confirm its SSH host key fingerprint first")
+        deployment = Deployment.objects.create(host=host)
+        deployment_run(deployment.pk)
+        deployment.refresh_from_db()
+        if options["json"]:
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "host": host.name,
+                        "deployment": deployment.pk,
+                        "state": deployment.state,
+                        "files": deployment.files,
+                        "log": deployment.log,
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            self.stdout.write(deployment.log)
+            self.stdout.write(f"{host.name}: {deployment.state}")
+        if deployment.state in (DeploymentState.FAILED, DeploymentState.ROLLED_BACK):
+            raise SystemExit(1)
