@@ -492,3 +492,18 @@ class PolicyForm(IdPrefixForm):
                 continue
             out[name] = _lines(value) if name in LIST_FIELDS else value
         return out
+
+
+class HostConnectionForm(IdPrefixForm):
+    """Where mailsec reaches a host. A new address or port fetches the host key again, and the
+    admin confirms it again before anything more is written."""
+
+    id_prefix = "host-connection-"
+
+    name = forms.CharField(max_length=253, label="Mail name")
+    address = forms.CharField(max_length=253, label="Address")
+    ssh_port = forms.IntegerField(min_value=1, max_value=65535, label="SSH port")
+    ssh_user = forms.CharField(max_length=32, label="SSH user")
+    postfix_config_dir = forms.CharField(max_length=255, label="Postfix config directory")
+    dovecot_config_dir = forms.CharField(max_length=255, label="Dovecot config directory")
+    opendkim_config_dir = forms.CharField(max_length=255, label="OpenDKIM config directory")

@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from dashboard.forms import HostForm, HostKeyConfirmForm, HostSettingsForm
+from dashboard.forms import HostConnectionForm, HostForm, HostKeyConfirmForm, HostSettingsForm
 from dashboard.http import HtmxRequest
 from dns_records import selectors as domain_selectors
 from hosts import selectors, services
@@ -26,6 +26,10 @@ from mailsec.models import Organisation
 from mailsec.selectors import can_write, organisations_visible, organisations_writable
 
 HOST_KEY_COMMAND = "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"
+CONNECTION_FIELDS = (
+    "name", "address", "ssh_port", "ssh_user",
+    "postfix_config_dir", "dovecot_config_dir", "opendkim_config_dir",
+)  # fmt: skip
 
 
 def _errors(exc: ValidationError | PermissionDenied) -> str:
@@ -149,9 +153,13 @@ def _settings_context(request: HtmxRequest, host: Host, **extra: Any) -> dict[st
         },
         **_choices(host.organisation),
     )
+    connection = extra.pop("connection_form", None) or HostConnectionForm(
+        initial={name: getattr(host, name) for name in CONNECTION_FIELDS}
+    )
     return {
         "host": host,
         "settings_form": form,
+        "connection_form": connection,
         "can_write": can_write(request.user, host.organisation),
         **extra,
     }
@@ -233,6 +241,32 @@ def host_settings(request: HtmxRequest, pk: int) -> HttpResponse:
         request,
         "dashboard/partials/hosts/settings.html",
         _settings_context(request, host, settings_form=form),
+    )
+
+
+@require_POST
+def host_connection(request: HtmxRequest, pk: int) -> HttpResponse:
+    host = _host(request, pk)
+    form = HostConnectionForm(request.POST)
+    if form.is_valid():
+        try:
+            host = services.host_update(
+                host=host,
+                actor=request.user,
+                data=services.HostInput(**{n: form.cleaned_data[n] for n in CONNECTION_FIELDS}),
+            )
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        except PermissionDenied as exc:
+            form.add_error(None, str(exc))
+        else:
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = reverse("dashboard:host_detail", args=[host.pk])
+            return response
+    return render(
+        request,
+        "dashboard/partials/hosts/settings.html",
+        _settings_context(request, host, connection_form=form),
     )
 
 

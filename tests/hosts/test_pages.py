@@ -267,3 +267,45 @@ def test_viewer_sees_the_policy_read_only(viewer: Any, policy: Policy) -> None:
 
 def test_another_organisations_policy_is_a_404(outsider: Any, policy: Policy) -> None:
     assert login(outsider).get(f"/policies/{policy.pk}/").status_code == 404
+
+
+def test_a_new_port_from_the_page_refetches_the_key_to_confirm_again(
+    owner: Any, host: Host, sshd: Sshd, tmp_path: Path
+) -> None:
+    services.host_confirm_key(host=host, fingerprint=host.host_key_fingerprint, actor=owner)
+    other = Sshd(tmp_path / "other", address=SSH_ADDRESS)
+    other.start()
+    try:
+        response = login(owner).post(
+            f"/hosts/{host.pk}/connection/",
+            {
+                "name": host.name, "address": host.address, "ssh_port": other.port,
+                "ssh_user": host.ssh_user, "postfix_config_dir": host.postfix_config_dir,
+                "dovecot_config_dir": host.dovecot_config_dir,
+                "opendkim_config_dir": host.opendkim_config_dir,
+            },
+            headers=HTMX,
+        )  # fmt: skip
+        assert response.status_code == 204
+        host.refresh_from_db()
+        assert host.ssh_port == other.port
+        assert host.host_key_fingerprint == keygen_fingerprint(other)
+        assert host.host_key_confirmed is False
+    finally:
+        other.stop()
+
+
+def test_a_bad_directory_from_the_page_is_shown_and_changes_nothing(owner: Any, host: Host) -> None:
+    fragment = login(owner).post(
+        f"/hosts/{host.pk}/connection/",
+        {
+            "name": host.name, "address": host.address, "ssh_port": host.ssh_port,
+            "ssh_user": host.ssh_user, "postfix_config_dir": "/etc/postfix/../../root",
+            "dovecot_config_dir": host.dovecot_config_dir,
+            "opendkim_config_dir": host.opendkim_config_dir,
+        },
+        headers=HTMX,
+    ).content.decode()  # fmt: skip
+    assert "not an absolute path of plain names" in fragment.replace("&#x27;", "'")
+    host.refresh_from_db()
+    assert host.postfix_config_dir == "/etc/postfix"
