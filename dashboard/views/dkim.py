@@ -13,8 +13,10 @@ from dashboard.http import HtmxRequest
 from dns_records import dkim_keys
 from dns_records import selectors as domain_selectors
 from dns_records import services as domain_services
-from dns_records.models import DkimKeyState, Domain
+from dns_records.models import DkimKey, DkimKeyState, DkimSelector, Domain
 from mailsec.selectors import can_write
+from reports import selectors as report_selectors
+from reports.selectors import SelectorRow
 
 # While a key is being generated or waits for its record, the panel refreshes itself.
 WAITING = {DkimKeyState.GENERATING, DkimKeyState.PENDING, DkimKeyState.PUBLISHED}
@@ -30,10 +32,12 @@ def _domain(request: HtmxRequest, pk: int) -> Domain:
 def dkim_context(request: HtmxRequest, domain: Domain, **extra: object) -> dict[str, object]:
     """What the DKIM panel shows; the domain page renders it in place too."""
     keys = list(domain_selectors.dkim_keys_of(domain))
+    watched = list(domain_selectors.dkim_selectors_of(domain))
     return {
         "domain": domain,
         "keys": keys,
-        "watched": domain_selectors.dkim_selectors_of(domain),
+        "watched": watched,
+        "seen_in_reports": _selectors_seen(domain, keys, watched),
         "dns_update": domain_selectors.dns_update_of(domain),
         "can_write": can_write(request.user, domain.organisation),
         "waiting": any(key.state in WAITING for key in keys),
@@ -44,6 +48,22 @@ def dkim_context(request: HtmxRequest, domain: Domain, **extra: object) -> dict[
         "dns_update_form": extra.pop("dns_update_form", None) or DnsUpdateForm(),
         **extra,
     }
+
+
+def _selectors_seen(
+    domain: Domain, keys: list[DkimKey], watched: list[DkimSelector]
+) -> list[SelectorRow]:
+    """Selectors that signed the domain's own mail and passed in the last 30 days' DMARC
+    reports, which mailsec neither holds a key for nor watches: another sender's, to watch."""
+    known = {key.selector for key in keys} | {w.selector for w in watched}
+    seen = report_selectors.dkim_selectors_seen(
+        domain.organisation, domain.name, start=report_selectors.range_start(30)
+    )
+    return [
+        row
+        for row in seen
+        if row.dkim_domain == domain.name and row.passed and row.selector not in known
+    ][:10]
 
 
 def _panel(request: HtmxRequest, domain: Domain, **extra: object) -> HttpResponse:

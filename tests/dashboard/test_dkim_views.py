@@ -127,3 +127,44 @@ def test_every_pending_keys_record_joins_the_records_to_publish(owner, domain):
     page = html.unescape(login(owner).get(f"/domains/{domain.pk}/").content.decode())
     assert 's1._domainkey.dkim.test. 3600 IN TXT "v=DKIM1; k=ed25519; p=K1"' in page
     assert 's2._domainkey.dkim.test. 3600 IN TXT "v=DKIM1; k=ed25519; p=K2"' in page
+
+
+def test_selectors_seen_passing_in_reports_are_offered_to_watch(owner, viewer, domain):
+    """A selector that signed the domain's mail and passed in DMARC reports, and that mailsec
+    neither holds a key for nor watches, is offered; watching it takes it off the offer."""
+    import datetime as dt
+
+    from tests.reports.factories import Rec, make_report, own
+
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    make_report(
+        organisation=domain.organisation,
+        policy_domain=domain.name,
+        day=yesterday,
+        records=[
+            own("192.0.2.1", 40, domain=domain.name, selector="google"),
+            # Failing and foreign signatures are not offered.
+            Rec("192.0.2.2", 5, dkim_aligned="fail", dkim=[(domain.name, "broken", "fail")]),
+            Rec("192.0.2.3", 7, dkim=[("esp.example", "esp1", "pass")]),
+        ],
+    )
+    client = login(owner)
+    page = client.get(f"/domains/{domain.pk}/").content.decode()
+    assert "google._domainkey.dkim.test" in page
+    assert "40 of 40 messages passed" in page
+    assert "broken._domainkey" not in page
+    assert "esp1._domainkey" not in page
+    # A viewer sees the offer but no button.
+    assert (
+        "seen in DMARC reports" not in login(viewer).get(f"/domains/{domain.pk}/").content.decode()
+    )
+
+    response = client.post(
+        f"/domains/{domain.pk}/dkim/selectors/",
+        {"selector": "google", "note": "seen in DMARC reports"},
+        headers=HTMX,
+    )
+    assert response.status_code == 200
+    assert DkimSelector.objects.filter(domain=domain, selector="google").exists()
+    panel = response.content.decode()
+    assert "messages passed" not in panel  # watched now: no longer offered
