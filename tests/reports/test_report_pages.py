@@ -70,6 +70,7 @@ def test_reports_home_lists_domains_with_30_days_of_totals(client_of, owner, rep
     assert f'href="/reports/domains/{report.domain.pk}/"' in html
     assert "990" in html
     assert 'aria-current="page">Reports' in html
+    assert 'href="/reports/mailboxes/"' in html and 'href="/reports/quarantine/"' in html
 
 
 def test_dashboard_shows_every_section(client_of, owner, report, org):
