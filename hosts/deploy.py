@@ -200,10 +200,13 @@ class _Runner:
         full = [*(self.commands.prefix if privileged else ()), *argv]
         self.log(f"$ {shlex.join(full)}")
         done = self.session.run(full, timeout=120)
-        for stream in (done.stdout, done.stderr):
-            text = stream.decode("utf-8", "replace").strip()
-            if text:
-                self.log("  " + text.replace("\n", "\n  "))
+        for stream, limit in ((done.stdout, 0 if done.rc == 0 else 40), (done.stderr, 200)):
+            lines = stream.decode("utf-8", "replace").strip().splitlines()
+            if done.rc == 0 and stream is done.stdout and len(lines) <= 3:
+                limit = 3  # a version, a path: short answers are worth the line
+            if lines and limit:
+                more = [f"... ({len(lines) - limit} more lines)"] if len(lines) > limit else []
+                self.log("  " + "\n  ".join(lines[:limit] + more))
         if done.rc != 0:
             self.log(f"  exit {done.rc}")
         return done
@@ -378,6 +381,7 @@ def _deploy(
         current = {p: data for p in base_paths if (data := session.read(p)) is not None}
         rendered = render_for_host(host, current, facts=facts)
         live: dict[str, bytes | None] = {f.path: session.read(f.path) for f in rendered}
+        modes = {path: session.mode(path) for path, data in live.items() if data is not None}
         present = {p: b for p, b in live.items() if b is not None}
         changed = [f for f in rendered if live[f.path] != f.content]
         deployment.files = [
@@ -401,7 +405,8 @@ def _deploy(
         for directory in sorted(touched):
             backup = _backup(directory)
             run(["rm", "-rf", "--one-file-system", "--", backup])
-            run.strict(["cp", "-a", "--", directory, backup], f"backing up {directory}")
+            if session.is_dir(directory):  # a first deployment creates the directory
+                run.strict(["cp", "-a", "--", directory, backup], f"backing up {directory}")
         owner = _uid_gid(run, facts.opendkim_user) if any(f.secret for f in changed) else None
         done: list[str] = []
         try:
@@ -414,7 +419,7 @@ def _deploy(
             _reload_and_verify(run, commands, facts, touched, log)
         except (SshError, DeployFailed) as exc:
             log(f"failed after the swap: {exc}; restoring the previous files")
-            _restore(session, live, done, owner, log)
+            _restore(session, live, modes, done, owner, log)
             try:
                 _reload_and_verify(run, commands, facts, touched, log)
                 log("rolled back: the previous configuration is live again")
@@ -521,17 +526,19 @@ def _reload_and_verify(
 def _restore(
     session: SshSession,
     live: dict[str, bytes | None],
+    modes: dict[str, int | None],
     done: list[str],
     owner: tuple[int, int] | None,
     log: _Log,
 ) -> None:
+    """Put back each swapped file as it was (content and mode); remove the ones it added."""
     for path in reversed(done):
         old = live[path]
         if old is None:
             session.remove(path)
         else:
-            mode = 0o600 if path.endswith(".private") else 0o644
-            _write_atomic(session, path, old, mode, owner if mode == 0o600 else None)
+            mode = modes.get(path) or 0o644
+            _write_atomic(session, path, old, mode, owner if path.endswith(".private") else None)
     log("restored: " + ", ".join(done))
 
 

@@ -350,6 +350,13 @@ class SshSession:
             raise SshError(f"cannot stat {path}: {exc}") from None
         return True
 
+    def mode(self, path: str) -> int | None:
+        """The file's permission bits, or None when it does not exist."""
+        try:
+            return stat.S_IMODE(self.sftp().stat(path).st_mode or 0)
+        except OSError:
+            return None
+
     def is_dir(self, path: str) -> bool:
         try:
             return stat.S_ISDIR(self.sftp().stat(path).st_mode or 0)

@@ -128,6 +128,7 @@ class PostfixInstance:
     address: str = POSTFIX_ADDRESS
     port: int = 0
     submission_port: int = 0
+    relayhost: str = ""
 
     @property
     def config_dir(self) -> Path:
@@ -161,7 +162,10 @@ class PostfixInstance:
             f"queue_directory = {base / 'spool'}\ndata_directory = {base / 'data'}\n"
             f"maillog_file = {self.maillog}\nmaillog_file_prefixes = /var,/dev/stdout,{base}\n"
             "inet_interfaces = all\ninet_protocols = ipv4\nmydestination =\n"
-            "alias_maps =\nalias_database =\nrelayhost =\n"
+            "alias_maps =\nalias_database =\n"
+            # The system resolver is never asked about a client (no DNS outside the test).
+            "smtpd_peername_lookup = no\n"
+            f"relayhost = {self.relayhost}\n"
         ).encode()
         (self.config_dir / "main.cf").write_bytes(text)
         master = Path("/etc/postfix/master.cf").read_text()

@@ -7,16 +7,21 @@ exercised by these tests).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from hosts import ssh
 from hosts.deploy import deployment_run, lease_take
@@ -58,8 +63,9 @@ class Rig:
 @pytest.fixture
 def rig(tmp_path: Path, org, settings) -> Iterator[Rig]:
     settings.MAILSEC_PROBE_ALLOW_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
-    # Postfix's own processes must reach their directories: not under pytest's 0700 tmp dir.
-    base = Path(tempfile.mkdtemp(prefix="mailsec-deploy-", dir="/tmp"))
+    # Postfix's own processes must reach their directories (not under pytest's 0700 tmp dir),
+    # and OpenDKIM refuses keys below a world-writable directory such as /tmp.
+    base = Path(tempfile.mkdtemp(prefix="mailsec-deploy-", dir="/run"))
     base.chmod(0o755)
     sshd = Sshd(tmp_path / "sshd")
     postfix = PostfixInstance(base / "pf")
@@ -277,3 +283,154 @@ def test_a_redelivered_finished_deployment_does_nothing(rig):
     deployment_run(deployment.pk)
     deployment.refresh_from_db()
     assert deployment.log == log
+
+
+# --- end to end: DKIM signing, the local blacklist ---------------------------------------------
+
+
+def _zone(directory: Path, domain: str, name: str, value: str) -> Path:
+    directory.mkdir(parents=True)
+    chunks = " ".join(f'"{value[i : i + 200]}"' for i in range(0, len(value), 200))
+    (directory / f"{domain}.zone").write_text(
+        f"$ORIGIN {domain}.\n$TTL 300\n"
+        f"@ SOA ns1.{domain}. hostmaster.{domain}. 1 3600 600 86400 300\n"
+        f"@ NS ns1.{domain}.\nns1 A 192.0.2.53\n"
+        f"{name}. TXT {chunks}\n"
+    )
+    return directory
+
+
+def test_mail_after_deployment_is_dkim_signed_blacklisted_clients_are_refused(rig, owner):
+    import smtplib
+    import subprocess
+    import time
+
+    import dkim
+    import dns.message
+    import dns.query
+    from aiosmtpd.controller import Controller
+
+    from blocklists.models import BlacklistEntry
+    from dns_records.models import DkimKey, DkimKeyState, Domain
+    from tests.conftest import generated_dkim_key
+    from tests.hosts.deploy_servers import KNOT_ADDRESS, OPENDKIM_ADDRESS
+    from tests.servers import KnotServer, free_port
+
+    domain = Domain.objects.create(organisation=rig.host.organisation, name="example.org")
+    key = generated_dkim_key(domain, owner, algorithm="rsa")
+    DkimKey.objects.filter(pk=key.pk).update(state=DkimKeyState.ACTIVE)
+    rig.host.domains.add(domain)
+    BlacklistEntry.objects.create(
+        organisation=rig.host.organisation, network="127.0.0.76/32", reason="Test spammer"
+    )
+    BlacklistEntry.objects.create(  # expired: not deployed
+        organisation=rig.host.organisation,
+        network="127.0.0.77/32",
+        reason="Old",
+        expires_at=timezone.now() - timedelta(minutes=1),
+    )
+    policy = rig.host.policy
+    policy.values = {**policy.values, "dkim_signing": True}
+    policy.save()
+
+    knot = KnotServer(
+        rig.base / "knot",
+        address=KNOT_ADDRESS,
+        source=_zone(rig.base / "zones", "example.org", key.dns_name, key.dns_value),
+    )
+    received: list[bytes] = []
+
+    class Capture:
+        async def handle_DATA(self, server, session, envelope):
+            received.append(envelope.original_content or envelope.content)
+            return "250 OK"
+
+    capture_port = free_port("127.0.0.75")
+    controller = Controller(Capture(), hostname="127.0.0.75", port=capture_port)
+    run_dir = rig.base / "opendkim-run"
+    run_dir.mkdir()
+    shutil.chown(run_dir, "opendkim", "opendkim")
+    rsa_port, ed_port = free_port(OPENDKIM_ADDRESS), free_port(OPENDKIM_ADDRESS)
+    rig.host.facts = {
+        **rig.host.facts,
+        "opendkim_address": OPENDKIM_ADDRESS,
+        "opendkim_ports": [rsa_port, ed_port],
+        "opendkim_run_dir": str(run_dir),
+    }
+    rig.host.save()
+    opendkim_pid = run_dir / "mailsec-rsa.pid"
+    knot.start()
+    controller.start()
+    try:
+        # The admin relays everything through the capture server.
+        run(binary("postconf"), "-c", str(rig.postfix.config_dir), "-e",
+            f"relayhost = [127.0.0.75]:{capture_port}")  # fmt: skip
+        run(binary("postfix"), "-c", str(rig.postfix.config_dir), "reload")
+        deployment = rig.deploy()
+        assert deployment.state == DeploymentState.SUCCEEDED, deployment.log
+        assert "opendkim -n" in deployment.log
+        key_file = next((rig.base / "opendkim" / "keys").rglob("*.private"))
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert key_file.owner() == "opendkim"
+        # The private key never reaches the diff or the deployed-file record.
+        assert "PRIVATE KEY" not in deployment.diff
+        assert DeployedFile.objects.get(path=str(key_file)).content in (b"", memoryview(b""))
+        assert (
+            "127.0.0.76/32 REJECT Test spammer"
+            in (rig.postfix.config_dir / "mailsec" / "client_blacklist.cidr").read_text()
+        )
+        assert (
+            "127.0.0.77"
+            not in (rig.postfix.config_dir / "mailsec" / "client_blacklist.cidr").read_text()
+        )
+
+        subprocess.run(
+            [binary("opendkim"), "-x", str(rig.base / "opendkim" / "mailsec-rsa.conf")],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        from tests.servers import wait_for_tcp
+
+        assert wait_for_tcp(OPENDKIM_ADDRESS, rsa_port)
+
+        message = (
+            "From: Alice <alice@example.org>\r\nTo: bob@example.net\r\n"
+            "Subject: signed by mailsec's key\r\nMessage-ID: <1@example.org>\r\n\r\nHello.\r\n"
+        )
+        with rig.postfix.smtp("127.0.0.75") as client:
+            client.ehlo("client.example.org")
+            client.sendmail("alice@example.org", ["bob@example.net"], message)
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert received, rig.postfix.log()[-3000:]
+        signed = received[0]
+        assert b"DKIM-Signature:" in signed
+        assert f"s={key.selector}".encode() in signed and b"d=example.org" in signed
+
+        def dnsfunc(name, timeout=5):
+            query = dns.message.make_query(name.decode().rstrip("."), "TXT")
+            reply = dns.query.udp(query, knot.address, port=knot.port, timeout=timeout)
+            for rrset in reply.answer:
+                for rdata in rrset:
+                    return b"".join(rdata.strings)
+            return b""
+
+        assert dkim.verify(signed, dnsfunc=dnsfunc)
+
+        # The blacklisted address is refused with its reason; the size limit holds.
+        with rig.postfix.smtp("127.0.0.76") as client:
+            client.ehlo("client.example.net")
+            client.mail("spam@example.net")
+            code, reply = client.rcpt("bob@example.net")
+            assert code == 554 and b"Test spammer" in reply
+        with rig.postfix.smtp("127.0.0.75") as client:
+            client.ehlo("client.example.org")
+            with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+                client.sendmail("alice@example.org", ["bob@example.net"], "x" * (SIZE + 10))
+            assert refused.value.smtp_code == 552
+    finally:
+        if opendkim_pid.exists():
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(int(opendkim_pid.read_text().split()[0]), signal.SIGTERM)
+        controller.stop()
+        knot.stop()
