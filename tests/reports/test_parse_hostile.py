@@ -731,3 +731,36 @@ def test_new_record_builds_what_the_dataclass_builds() -> None:
     assert built == reference and hash(built) == hash(reference)
     with pytest.raises(AttributeError):
         built.count = 4  # type: ignore[misc]
+
+
+def test_syntax_error_after_records_were_handed_out_is_raised_from_records() -> None:
+    # Far past the first read of the parser, so the header and the first records are out.
+    text = report_bytes(2000).decode()
+    marker = "<header_from>example.com</header_from>"
+    at = 0
+    for _ in range(1500):
+        at = text.index(marker, at) + 1
+    broken = "<header_from>bad<x.example</header_from>"
+    text = text[: at - 1] + broken + text[at - 1 + len(marker) :]
+    document = parse_message(text.encode())
+    assert not isinstance(document, TlsReport)
+    assert document.header.report_id == "gen-2000" and document.header.errors == ()
+    taken: list[object] = []
+    records = document.records()
+    with pytest.raises(Rejection) as caught:
+        taken.extend(records)
+    # lxml drops the events of the read that failed, so somewhat fewer than 1499 came out.
+    assert caught.value.reason == "malformed_xml" and 0 < len(taken) < 1500
+    assert "line 1505" in caught.value.detail
+
+
+def test_syntax_error_within_the_first_read_is_recovered_and_noted() -> None:
+    text = report_bytes(50).decode()
+    marker = "<header_from>example.com</header_from>"
+    at = text.index(marker)
+    text = text[:at] + "<header_from>bad<x.example</header_from>" + text[at + len(marker) :]
+    document = parse_message(text.encode())
+    assert not isinstance(document, TlsReport)
+    assert document.header.errors[0].startswith("Invalid XML: not well-formed")
+    records = list(document.records())
+    assert len(records) == 50 and records[0].header_from == ""
