@@ -46,8 +46,10 @@ class Limits:
     The storage layer passes `settings.MAILSEC_REPORT_MAX_DECOMPRESSED_BYTES` as
     `max_decompressed_bytes`. Real aggregate reports compress 10 to 60 times; deflate cannot
     exceed about 1032 times, which is what a bomb of zeros reaches, so `max_ratio` sits well
-    between. The ratio is only judged once `ratio_grace_bytes` have come out, so a tiny report
-    that happens to compress well is never refused for it.
+    between. The ratio is the bytes produced over the compressed bytes consumed so far (not
+    over the whole input, which a bomb can pad), judged once `ratio_grace_bytes` have come
+    out, so a small report that happens to compress well is never refused for it.
+    `max_json_bytes` caps a TLS report, which is read whole.
     """
 
     max_decompressed_bytes: int = GIB
