@@ -486,28 +486,31 @@ def new_record(
     return record
 
 
-# The fast path's codes for the local names a record holds; any other name is 0 (skipped).
-_SOURCE_IP, _COUNT, _DISPOSITION, _DKIM, _SPF, _REASON, _TYPE, _COMMENT = range(1, 9)
-_HEADER_FROM, _ENVELOPE_FROM, _ENVELOPE_TO, _AUTH_RESULTS, _DOMAIN = range(9, 14)
-_SELECTOR, _RESULT, _HUMAN_RESULT, _SCOPE, _SECTION = range(14, 19)
+# The fast path's codes for the local names a record holds. A positive code is a leaf whose
+# text goes to that slot; a negative one opens a group or a section; 0 is skipped.
+_SOURCE_IP, _COUNT, _DISPOSITION, _HEADER_FROM, _ENVELOPE_FROM, _ENVELOPE_TO = range(1, 7)
+# The open group's texts: domain or reason type; selector, scope or comment; result; human_result.
+_G_FIRST, _G_SECOND, _G_THIRD, _G_FOURTH = range(7, 11)
+_SLOTS = 11
+_DKIM, _SPF, _REASON, _AUTH_RESULTS, _SECTION = -1, -2, -3, -4, -5
 _CODES_BY_NAME = {
     "source_ip": _SOURCE_IP,
     "count": _COUNT,
     "disposition": _DISPOSITION,
-    "dkim": _DKIM,
-    "spf": _SPF,
-    "reason": _REASON,
-    "type": _TYPE,
-    "comment": _COMMENT,
     "header_from": _HEADER_FROM,
     "envelope_from": _ENVELOPE_FROM,
     "envelope_to": _ENVELOPE_TO,
+    "domain": _G_FIRST,
+    "type": _G_FIRST,
+    "selector": _G_SECOND,
+    "scope": _G_SECOND,
+    "comment": _G_SECOND,
+    "result": _G_THIRD,
+    "human_result": _G_FOURTH,
+    "dkim": _DKIM,
+    "spf": _SPF,
+    "reason": _REASON,
     "auth_results": _AUTH_RESULTS,
-    "domain": _DOMAIN,
-    "selector": _SELECTOR,
-    "result": _RESULT,
-    "human_result": _HUMAN_RESULT,
-    "scope": _SCOPE,
     "row": _SECTION,
     "policy_evaluated": _SECTION,
     "identifiers": _SECTION,
@@ -552,26 +555,48 @@ def _group_value(kind: int, first: str, second: str, third: str, fourth: str) ->
     return value
 
 
+def _close_group(
+    kind: int,
+    slots: list[str | None],
+    dkims: list[DkimAuth],
+    spfs: list[SpfAuth],
+    reasons: list[PolicyOverride],
+) -> None:
+    value = _group_value(
+        kind,
+        (slots[_G_FIRST] or "").strip(),
+        (slots[_G_SECOND] or "").strip(),
+        (slots[_G_THIRD] or "").strip(),
+        (slots[_G_FOURTH] or "").strip(),
+    )
+    if kind == _DKIM:
+        dkims.append(value)
+    elif kind == _SPF:
+        spfs.append(value)
+    elif value is not None:
+        reasons.append(value)
+
+
+_NO_GROUP: list[str | None] = [None, None, None, None]
+
+
 def parse_record_fast(element: Any, number: int) -> AggregateRecord:
     """`parse_record` for a well-formed document, in one flat pass over the descendants.
 
-    The parser's hot loop: each element's tag maps (through a cache) to a small code, and
-    `<dkim>`, `<spf>` and `<reason>` (within auth_results, policy_evaluated) open a group
-    that the next group or section closes. The tests check it gives exactly what
+    The parser's hot loop. Each element's tag maps (through a cache) to a code: a leaf's text
+    is dropped into its slot with no further test; `<dkim>`, `<spf>` and `<reason>` (within
+    auth_results, policy_evaluated) open a group that the next group or section closes; texts
+    are stripped and lower-cased once, at the end. The tests check it gives exactly what
     `parse_record` gives.
     """
     codes = _CODES
-    source_ip = count = ""
-    disposition = dkim_aligned = spf_aligned = ""
-    header_from = envelope_from = envelope_to = ""
+    slots: list[str | None] = [None] * _SLOTS
     reasons: list[PolicyOverride] = []
     dkims: list[DkimAuth] = []
     spfs: list[SpfAuth] = []
+    dkim_aligned = spf_aligned = ""
     in_auth = False
     kind = 0
-    # The open group's texts: domain or reason type, selector or scope or comment, result,
-    # human_result.
-    first = second = third = fourth = ""
     descendants = element.iter()
     next(descendants)  # the record itself
     for item in descendants:
@@ -579,65 +604,29 @@ def parse_record_fast(element: Any, number: int) -> AggregateRecord:
         code = codes.get(tag)
         if code is None:
             code = _code(tag)
-        if not code:
+        if code > 0:
+            slots[code] = item.text
+        elif not code:
             continue
-        text = item.text
-        if code in (_DOMAIN, _TYPE):
-            first = text.strip() if text else ""
-        elif code == _RESULT:
-            third = text.strip() if text else ""
-        elif code in (_SELECTOR, _SCOPE, _COMMENT):
-            second = text.strip() if text else ""
-        elif code == _SOURCE_IP:
-            source_ip = text.strip() if text else ""
-        elif code == _COUNT:
-            count = text.strip() if text else ""
-        elif code == _HUMAN_RESULT:
-            fourth = text.strip() if text else ""
-        elif code in (_DKIM, _SPF):
-            if in_auth:
-                if kind:
-                    value = _group_value(kind, first, second, third, fourth)
-                    if kind == _DKIM:
-                        dkims.append(value)
-                    elif kind == _SPF:
-                        spfs.append(value)
-                    elif value is not None:
-                        reasons.append(value)
-                kind = code
-                first = second = third = fourth = ""
-            elif code == _DKIM:
+        elif code >= _SPF and not in_auth:  # policy_evaluated's <dkim> or <spf>
+            text = item.text
+            if code == _DKIM:
                 dkim_aligned = text.strip().lower() if text else ""
             else:
                 spf_aligned = text.strip().lower() if text else ""
-        elif code == _DISPOSITION:
-            disposition = text.strip().lower() if text else ""
-        elif code == _HEADER_FROM:
-            header_from = text.strip().rstrip(".").lower() if text else ""
-        elif code == _ENVELOPE_FROM:
-            envelope_from = text.strip().rstrip(".").lower() if text else ""
-        elif code == _ENVELOPE_TO:
-            envelope_to = text.strip().rstrip(".").lower() if text else ""
-        else:  # _REASON, _AUTH_RESULTS or _SECTION: close the open group
+        else:  # a group opens (dkim, spf, reason) or a section does: the open group closes
             if kind:
-                value = _group_value(kind, first, second, third, fourth)
-                if kind == _DKIM:
-                    dkims.append(value)
-                elif kind == _SPF:
-                    spfs.append(value)
-                elif value is not None:
-                    reasons.append(value)
-            kind = _REASON if code == _REASON else 0
-            first = second = third = fourth = ""
-            in_auth = code == _AUTH_RESULTS
+                _close_group(kind, slots, dkims, spfs, reasons)
+            slots[_G_FIRST:] = _NO_GROUP
+            if code >= _REASON:
+                kind = code
+            else:
+                kind = 0
+                in_auth = code == _AUTH_RESULTS
     if kind:
-        value = _group_value(kind, first, second, third, fourth)
-        if kind == _DKIM:
-            dkims.append(value)
-        elif kind == _SPF:
-            spfs.append(value)
-        elif value is not None:
-            reasons.append(value)
+        _close_group(kind, slots, dkims, spfs, reasons)
+    source_ip = (slots[_SOURCE_IP] or "").strip()
+    count = (slots[_COUNT] or "").strip()
     if not source_ip:
         raise Rejection("missing_field", f"record {number} has no source_ip")
     if not count:
@@ -645,12 +634,12 @@ def parse_record_fast(element: Any, number: int) -> AggregateRecord:
     return new_record(
         _ip(source_ip, number),
         _count(count, number),
-        disposition,
+        (slots[_DISPOSITION] or "").strip().lower(),
         dkim_aligned,
         spf_aligned,
-        header_from,
-        envelope_from,
-        envelope_to,
+        (slots[_HEADER_FROM] or "").strip().rstrip(".").lower(),
+        (slots[_ENVELOPE_FROM] or "").strip().rstrip(".").lower(),
+        (slots[_ENVELOPE_TO] or "").strip().rstrip(".").lower(),
         tuple(reasons),
         tuple(dkims),
         tuple(spfs),
