@@ -44,7 +44,7 @@ from django.utils import timezone
 
 from hosts.assemble import host_facts, render_for_host
 from hosts.models import DeployedFile, Deployment, DeploymentState, Host, HostEvent
-from hosts.render import HostFacts, RenderedFiles, RenderError
+from hosts.render import HostFacts, HostFile, RenderedFiles, RenderError
 from hosts.render.diff import FileStatus, diff_files
 from hosts.ssh import Completed, HostKeyMismatch, SshError, SshSession, service_banner
 from mailsec import secrets
@@ -110,17 +110,33 @@ def _argv(value: Any, default: list[str]) -> list[str]:
     return default
 
 
+RSYNC = "/usr/bin/rsync"
+RM = "/usr/bin/rm"
+MKDIR = "/usr/bin/mkdir"
+TAGS = ("postfix", "dovecot", "opendkim")
+
+
 @dataclass(frozen=True)
 class HostCommands:
-    """Every command a deployment runs on a host (each under `prefix`).
+    """Every command a deployment runs on a host; `privileged()` lists those run under `prefix`
+    (`sudo -n` unless the SSH user is root), which `sudoers()` turns into the exact lines.
 
-    host.facts keys: `command_prefix` (argv; default `sudo -n` unless the SSH user is root),
+    Files reach the config directories in two steps: mailsec writes them over SFTP into its own
+    upload directory (`upload_dir`, owned by the deploy user), then root's rsync copies them in
+    (each file written to a temporary name in the target directory and renamed: atomic), owned
+    by root (the OpenDKIM directory by the OpenDKIM user). Backups and restores are rsyncs of a
+    whole directory to and from `DIR.mailsec-backup`.
+
+    host.facts keys: `command_prefix` (argv), `upload_dir` (default /var/lib/mailsec-deploy),
     `postfix_reload`, `dovecot_reload` (argv), `opendkim_reload` (a list of argv), `smtp_check`
     and `imap_check` (`ADDRESS:PORT` whose greeting proves the service answers; default the
     host's address on 25 and 143), `dovecot_conf` (the main file's name, `dovecot.conf`).
     """
 
     prefix: tuple[str, ...]
+    dirs: dict[str, str]
+    upload_dir: str
+    opendkim_user: str
     postfix: str
     postconf: str
     doveconf: str
@@ -142,10 +158,20 @@ class HostCommands:
         reloads: tuple[tuple[str, ...], ...] = ()
         if isinstance(opendkim_reload, list):
             reloads = tuple(tuple(_argv(r, [])) for r in opendkim_reload if _argv(r, []))
+        prefix = facts.get("command_prefix")
+        upload = facts.get("upload_dir")
+        opendkim_user = facts.get("opendkim_user")
         return cls(
-            prefix=tuple(_argv(facts.get("command_prefix"), default_prefix))
-            if facts.get("command_prefix") != []
-            else (),
+            prefix=() if prefix == [] else tuple(_argv(prefix, default_prefix)),
+            dirs={
+                "postfix": host.postfix_config_dir.rstrip("/"),
+                "dovecot": host.dovecot_config_dir.rstrip("/"),
+                "opendkim": host.opendkim_config_dir.rstrip("/"),
+            },
+            upload_dir=(upload if isinstance(upload, str) else "/var/lib/mailsec-deploy").rstrip(
+                "/"
+            ),
+            opendkim_user=opendkim_user if isinstance(opendkim_user, str) else "opendkim",
             postfix=postfix,
             postconf="/usr/sbin/postconf",
             doveconf="/usr/bin/doveconf",
@@ -165,6 +191,97 @@ class HostCommands:
             smtp_check=_endpoint(facts.get("smtp_check"), host.address, 25),
             imap_check=_endpoint(facts.get("imap_check"), host.address, 143),
         )
+
+    # Where each tag's files are uploaded: for staging, for the swap.
+    def upload(self, kind: str, tag: str) -> str:
+        return f"{self.upload_dir}/{kind}/{tag}"
+
+    def _chown(self, tag: str) -> list[str]:
+        return [f"--chown={self.opendkim_user}:{self.opendkim_user}"] if tag == "opendkim" else []
+
+    def create_dir(self, tag: str) -> list[str]:
+        return [MKDIR, "-p", "--", self.dirs[tag]]
+
+    def stage_copy(self, tag: str) -> list[str]:
+        directory = self.dirs[tag]
+        return [RSYNC, "-a", "--delete", "--", f"{directory}/", f"{_staging(directory)}/"]
+
+    def stage_files(self, tag: str) -> list[str]:
+        source = self.upload("staging", tag)
+        return [RSYNC, "-rpt", "-c", "--", f"{source}/", f"{_staging(self.dirs[tag])}/"]
+
+    def stage_remove(self, tag: str) -> list[str]:
+        return [RM, "-rf", "--one-file-system", "--", _staging(self.dirs[tag])]
+
+    def backup(self, tag: str) -> list[str]:
+        directory = self.dirs[tag]
+        return [RSYNC, "-a", "--delete", "--", f"{directory}/", f"{_backup(directory)}/"]
+
+    def backup_remove(self, tag: str) -> list[str]:
+        return [RM, "-rf", "--one-file-system", "--", _backup(self.dirs[tag])]
+
+    def swap(self, tag: str) -> list[str]:
+        source = self.upload("live", tag)
+        return [RSYNC, "-rpt", "-c", *self._chown(tag), "--", f"{source}/", f"{self.dirs[tag]}/"]
+
+    def changes(self, tag: str) -> list[str]:
+        """The swap as a dry run: the names of the files it would write."""
+        source = self.upload("live", tag)
+        return [
+            RSYNC, "-rpt", "-c", *self._chown(tag), "--dry-run", "--out-format=%n", "--",
+            f"{source}/", f"{self.dirs[tag]}/",
+        ]  # fmt: skip
+
+    def restore(self, tag: str) -> list[str]:
+        directory = self.dirs[tag]
+        return [RSYNC, "-a", "--delete", "--", f"{_backup(directory)}/", f"{directory}/"]
+
+    def remove_new_dir(self, tag: str) -> list[str]:
+        return [RM, "-rf", "--one-file-system", "--", self.dirs[tag]]
+
+    def validators(self) -> list[tuple[str, list[str]]]:
+        staging = {tag: _staging(d) for tag, d in self.dirs.items()}
+        out = [
+            ("postfix check", [self.postfix, "-c", staging["postfix"], "check"]),
+            ("postconf -n", [self.postconf, "-c", staging["postfix"], "-n"]),
+            (
+                "doveconf -n",
+                [self.doveconf, "-c", f"{staging['dovecot']}/{self.dovecot_conf}", "-n"],
+            ),
+        ]
+        for algorithm in ("rsa", "ed25519"):
+            conf = f"{staging['opendkim']}/mailsec-{algorithm}.conf"
+            out.append(("opendkim -n", [self.opendkim, "-n", "-x", conf]))
+        return out
+
+    def privileged(self) -> list[list[str]]:
+        """Every command a deployment runs under the prefix, in the order it may run them."""
+        commands: list[list[str]] = []
+        for tag in TAGS:
+            commands += [
+                self.create_dir(tag), self.stage_copy(tag), self.stage_files(tag),
+                self.stage_remove(tag),
+            ]  # fmt: skip
+        commands += [argv for _what, argv in self.validators()]
+        for tag in TAGS:
+            commands += [
+                self.changes(tag), self.backup_remove(tag), self.backup(tag), self.swap(tag),
+                self.restore(tag), self.remove_new_dir(tag),
+            ]  # fmt: skip
+        commands += [list(self.postfix_reload), list(self.dovecot_reload)]
+        commands += [list(argv) for argv in self.opendkim_reload]
+        return commands
+
+    def sudoers(self, user: str) -> list[str]:
+        """The sudoers lines that allow exactly these commands (no wildcards, no shell)."""
+        return [
+            f"{user} ALL=(root) NOPASSWD: {_sudoers_command(argv)}" for argv in self.privileged()
+        ]
+
+
+def _sudoers_command(argv: list[str]) -> str:
+    """A command line as sudoers reads it: special characters escaped with a backslash."""
+    return " ".join(re.sub(r"([,:=\\ ])", r"\\\1", word) for word in argv)
 
 
 def _endpoint(value: Any, address: str, port: int) -> tuple[str, int]:
@@ -211,40 +328,14 @@ class _Runner:
             self.log(f"  exit {done.rc}")
         return done
 
-    def strict(self, argv: list[str] | tuple[str, ...], what: str) -> Completed:
+    def strict(
+        self, argv: list[str] | tuple[str, ...], what: str, *, privileged: bool = True
+    ) -> Completed:
         """Exit 0 and nothing on stderr, or DeployFailed."""
-        done = self(argv)
+        done = self(argv, privileged=privileged)
         if done.rc != 0 or done.stderr.strip():
             raise DeployFailed(f"{what} failed")
         return done
-
-
-def _redirect(facts: HostFacts, dirs: dict[str, str]) -> HostFacts:
-    return dataclasses.replace(
-        facts,
-        postfix_config_dir=dirs[facts.postfix_config_dir],
-        dovecot_config_dir=dirs[facts.dovecot_config_dir],
-        opendkim_config_dir=dirs[facts.opendkim_config_dir],
-    )
-
-
-def _directory_of(path: str, directories: list[str]) -> str:
-    for directory in directories:
-        if path.startswith(directory.rstrip("/") + "/"):
-            return directory
-    raise DeployFailed(f"{path} is outside the host's config directories")
-
-
-def _write_atomic(
-    session: SshSession, path: str, data: bytes, mode: int, owner: tuple[int, int] | None
-) -> None:
-    parent, _, name = path.rpartition("/")
-    session.mkdir(parent)
-    temporary = f"{parent}/.{name}.mailsec-new"
-    session.write(temporary, data, mode)
-    if owner is not None:
-        session.chown(temporary, *owner)
-    session.rename(temporary, path)
 
 
 def _diff_text(live: dict[str, bytes], rendered: RenderedFiles) -> str:
@@ -260,13 +351,6 @@ def _diff_text(live: dict[str, bytes], rendered: RenderedFiles) -> str:
         else:
             parts.append(entry.diff)
     return "".join(parts)
-
-
-def _uid_gid(run: _Runner, user: str) -> tuple[int, int] | None:
-    uid, gid = run(["id", "-u", user], privileged=False), run(["id", "-g", user], privileged=False)
-    if uid.rc != 0 or gid.rc != 0:
-        return None
-    return int(uid.stdout.strip()), int(gid.stdout.strip())
 
 
 def _greets(address: str, port: int, expected: str, log: _Log, *, wait: float = 10.0) -> bool:
@@ -362,7 +446,8 @@ def _deploy(
     private = secrets.decrypt(host.ssh_private_key, context=host.secret_context).decode("ascii")
     commands = HostCommands.for_host(host)
     log(
-        f"connecting to {host.ssh_user}@{host.address}:{host.ssh_port} (host key {host.host_key_fingerprint})"
+        f"connecting to {host.ssh_user}@{host.address}:{host.ssh_port} "
+        f"(host key {host.host_key_fingerprint})"
     )
     with session_factory(
         host.address, host.ssh_port, host.ssh_user, private, host.host_key
@@ -370,24 +455,19 @@ def _deploy(
         run = _Runner(session, commands, log)
         _detect_versions(host, run)
         facts = host_facts(host)
-        directories = [
-            facts.postfix_config_dir,
-            facts.dovecot_config_dir,
-            facts.opendkim_config_dir,
-        ]
-        base_paths = [
-            f"{facts.postfix_config_dir.rstrip('/')}/{n}" for n in ("main.cf", "master.cf")
-        ]
-        current = {p: data for p in base_paths if (data := session.read(p)) is not None}
+        base_paths = [f"{commands.dirs['postfix']}/{n}" for n in ("main.cf", "master.cf")]
+        current = {p: data for p in base_paths if (data := _read(session, p)) is not None}
         rendered = render_for_host(host, current, facts=facts)
-        live: dict[str, bytes | None] = {f.path: session.read(f.path) for f in rendered}
-        modes = {path: session.mode(path) for path, data in live.items() if data is not None}
-        present = {p: b for p, b in live.items() if b is not None}
-        changed = [f for f in rendered if live[f.path] != f.content]
+        live: dict[str, bytes | None] = {f.path: _read(session, f.path) for f in rendered}
+        by_tag = _by_tag(commands, rendered)
+        _upload(session, run, commands, "live", by_tag)
+        changed_paths = _changes(run, commands, by_tag)
+        changed = [f for f in rendered if f.path in changed_paths]
         deployment.files = [
-            {"path": f.path, "sha256": f.sha256, "changed": live[f.path] != f.content}
+            {"path": f.path, "sha256": f.sha256, "changed": f.path in changed_paths}
             for f in rendered
         ]
+        present = {p: b for p, b in live.items() if isinstance(b, bytes)}
         deployment.diff = _diff_text(present, rendered)
         deployment.save(update_fields=["files", "diff"])
         if not changed:
@@ -397,31 +477,30 @@ def _deploy(
         log(
             f"{len(changed)} of {len(rendered)} files change: " + ", ".join(f.path for f in changed)
         )
-        touched = {_directory_of(f.path, directories) for f in changed}
-        staged = _validate_in_staging(session, run, commands, facts, host, directories, rendered)
-        log("validation passed" if staged else "validation failed")
-        if not staged:
+        touched = {tag for tag, files in by_tag.items() if any(f in changed for f in files)}
+        if not _validate_in_staging(session, run, commands, facts, host, by_tag):
             return DeploymentState.FAILED
-        for directory in sorted(touched):
-            backup = _backup(directory)
-            run(["rm", "-rf", "--one-file-system", "--", backup])
-            if session.is_dir(directory):  # a first deployment creates the directory
-                run.strict(["cp", "-a", "--", directory, backup], f"backing up {directory}")
-        owner = _uid_gid(run, facts.opendkim_user) if any(f.secret for f in changed) else None
-        done: list[str] = []
+        log("validation passed")
+        existed = {tag: session.is_dir(commands.dirs[tag]) for tag in touched}
+        for tag in sorted(touched):
+            if existed[tag]:
+                run.strict(commands.backup(tag), f"backing up {commands.dirs[tag]}")
         try:
-            for file in changed:
-                _write_atomic(
-                    session, file.path, file.content, file.mode, owner if file.secret else None
-                )
-                done.append(file.path)
-            log("swapped: " + ", ".join(done))
-            _reload_and_verify(run, commands, facts, touched, log)
+            for tag in sorted(touched):
+                if not existed[tag]:
+                    run.strict(commands.create_dir(tag), f"creating {commands.dirs[tag]}")
+                run.strict(commands.swap(tag), f"writing {commands.dirs[tag]}")
+            log("swapped: " + ", ".join(f.path for f in changed))
+            _reload_and_verify(run, commands, touched, log)
         except (SshError, DeployFailed) as exc:
             log(f"failed after the swap: {exc}; restoring the previous files")
-            _restore(session, live, modes, done, owner, log)
             try:
-                _reload_and_verify(run, commands, facts, touched, log)
+                for tag in sorted(touched):
+                    if existed[tag]:
+                        run.strict(commands.restore(tag), f"restoring {commands.dirs[tag]}")
+                    else:
+                        run.strict(commands.remove_new_dir(tag), f"removing {commands.dirs[tag]}")
+                _reload_and_verify(run, commands, touched, log)
                 log("rolled back: the previous configuration is live again")
             except (SshError, DeployFailed) as again:
                 log(f"after the rollback: {again}")
@@ -429,6 +508,66 @@ def _deploy(
         _record_files(host, deployment, rendered)
         log("deployed")
         return DeploymentState.SUCCEEDED
+
+
+def _read(session: SshSession, path: str) -> bytes | None:
+    """The live file, or None when it does not exist or the deploy user may not read it (a
+    private key): the rsync dry run then says whether it changes."""
+    try:
+        return session.read(path)
+    except SshError:
+        return None
+
+
+def _by_tag(commands: HostCommands, rendered: RenderedFiles) -> dict[str, list[HostFile]]:
+    out: dict[str, list[HostFile]] = {tag: [] for tag in TAGS}
+    for file in rendered:
+        out[_tag_of(commands.dirs, file.path)].append(file)
+    return {tag: files for tag, files in out.items() if files}
+
+
+def _tag_of(dirs: dict[str, str], path: str) -> str:
+    for tag in TAGS:
+        if path.startswith(dirs[tag] + "/"):
+            return tag
+    raise DeployFailed(f"{path} is outside the host's config directories")
+
+
+def _upload(
+    session: SshSession,
+    run: _Runner,
+    commands: HostCommands,
+    kind: str,
+    by_tag: dict[str, list[HostFile]],
+    dirs: dict[str, str] | None = None,
+) -> None:
+    """Write the files into mailsec's own upload directory, under their config dir's tag."""
+    dirs = dirs or commands.dirs
+    root = f"{commands.upload_dir}/{kind}"
+    run.strict(["rm", "-rf", "--", root], "clearing the upload directory", privileged=False)
+    for tag, files in by_tag.items():
+        target = commands.upload(kind, tag)
+        session.mkdir(target, 0o755)
+        for file in files:
+            relative = file.path[len(dirs[tag]) + 1 :]
+            path = f"{target}/{relative}"
+            session.mkdir(path.rpartition("/")[0], 0o755)
+            session.write(path, file.content, file.mode)
+
+
+def _changes(run: _Runner, commands: HostCommands, by_tag: dict[str, list[HostFile]]) -> set[str]:
+    """The rendered files whose content or mode differs on the host (rsync's own check)."""
+    changed: set[str] = set()
+    for tag in by_tag:
+        done = run(commands.changes(tag))
+        if done.rc != 0 and b"change_dir" in done.stderr:
+            changed |= {f.path for f in by_tag[tag]}  # the directory does not exist yet
+            continue
+        if done.rc != 0 or done.stderr.strip():
+            raise DeployFailed(f"comparing {commands.dirs[tag]} failed")
+        names = done.stdout.decode("utf-8", "replace").splitlines()
+        changed |= {f"{commands.dirs[tag]}/{n}" for n in names if n and not n.endswith("/")}
+    return changed
 
 
 def _detect_versions(host: Host, run: _Runner) -> None:
@@ -453,65 +592,66 @@ def _validate_in_staging(
     commands: HostCommands,
     facts: HostFacts,
     host: Host,
-    directories: list[str],
-    rendered: RenderedFiles,
+    by_tag: dict[str, list[HostFile]],
 ) -> bool:
-    """Copy the config directories to staging, write the rendering for there, validate."""
-    dirs = {d: _staging(d) for d in directories}
+    """Copy the config directories to staging, add the rendering for there, validate."""
+    staging_dirs = {tag: _staging(d) for tag, d in commands.dirs.items()}
     log = run.log
     try:
-        for live_dir, staging in dirs.items():
-            run(["rm", "-rf", "--one-file-system", "--", staging])
-            if session.is_dir(live_dir):
-                run.strict(["cp", "-a", "--", live_dir, staging], f"copying {live_dir} to staging")
-            else:
-                session.mkdir(staging)
-        staged_facts = _redirect(facts, dirs)
-        base = [f"{staged_facts.postfix_config_dir}/{n}" for n in ("main.cf", "master.cf")]
-        current = {p: data for p in base if (data := session.read(p)) is not None}
-        staged = render_for_host(host, current, facts=staged_facts)
-        for file in staged:
-            _write_atomic(session, file.path, file.content, file.mode, None)
-        postfix_dir = dirs[facts.postfix_config_dir]
-        maillog = (
-            run([commands.postconf, "-c", postfix_dir, "-h", "maillog_file"], privileged=False)
-            .stdout.decode("utf-8", "replace")
-            .strip()
+        for tag in TAGS:
+            if not session.is_dir(commands.dirs[tag]):
+                run.strict(commands.create_dir(tag), f"creating {commands.dirs[tag]}")
+            run.strict(commands.stage_copy(tag), f"copying {commands.dirs[tag]} to staging")
+        staged_facts = dataclasses.replace(
+            facts,
+            postfix_config_dir=staging_dirs["postfix"],
+            dovecot_config_dir=staging_dirs["dovecot"],
+            opendkim_config_dir=staging_dirs["opendkim"],
         )
-        before = len(session.read(maillog) or b"") if maillog else 0
-        try:
-            run.strict([commands.postfix, "-c", postfix_dir, "check"], "postfix check")
-        finally:
-            if maillog:
-                logged = (session.read(maillog) or b"")[before:].decode("utf-8", "replace")
-                problems = [line for line in logged.splitlines() if _LOG_PROBLEM.search(line)]
-                if problems:
-                    log("postfix check logged:\n" + "\n".join(problems))
-                    raise DeployFailed("postfix check logged warnings")
-        run.strict([commands.postconf, "-c", postfix_dir, "-n"], "postconf -n")
-        dovecot_conf = f"{dirs[facts.dovecot_config_dir]}/{commands.dovecot_conf}"
-        run.strict([commands.doveconf, "-c", dovecot_conf, "-n"], "doveconf -n")
-        opendkim_dir = dirs[facts.opendkim_config_dir]
+        base = [f"{staging_dirs['postfix']}/{n}" for n in ("main.cf", "master.cf")]
+        current = {p: data for p in base if (data := _read(session, p)) is not None}
+        staged = render_for_host(host, current, facts=staged_facts)
+        staged_by_tag: dict[str, list[HostFile]] = {}
         for file in staged:
-            if file.path.startswith(opendkim_dir + "/") and file.path.endswith(".conf"):
-                run.strict([commands.opendkim, "-n", "-x", file.path], "opendkim -n")
+            staged_by_tag.setdefault(_tag_of(staging_dirs, file.path), []).append(file)
+        _upload(session, run, commands, "staging", staged_by_tag, staging_dirs)
+        for tag in staged_by_tag:
+            run.strict(commands.stage_files(tag), f"writing {staging_dirs[tag]}")
+        maillog = (
+            run([commands.postconf, "-c", staging_dirs["postfix"], "-h", "maillog_file"],
+                privileged=False)
+            .stdout.decode("utf-8", "replace").strip()
+        )  # fmt: skip
+        before = len(_read(session, maillog) or b"") if maillog else 0
+        dkim = "opendkim" in staged_by_tag
+        for what, argv in commands.validators():
+            if what == "opendkim -n" and not dkim:
+                continue
+            try:
+                run.strict(argv, what)
+            finally:
+                if what == "postfix check" and maillog:
+                    logged = (_read(session, maillog) or b"")[before:]
+                    text = logged.decode("utf-8", "replace")
+                    problems = [line for line in text.splitlines() if _LOG_PROBLEM.search(line)]
+                    if problems:
+                        log("postfix check logged:\n" + "\n".join(problems))
+                        raise DeployFailed("postfix check logged warnings")
         return True
     except DeployFailed as exc:
         log(f"refused at validation: {exc}; the live files were not touched")
         return False
     finally:
-        for staging in dirs.values():
-            run(["rm", "-rf", "--one-file-system", "--", staging])
+        for tag in TAGS:
+            run(commands.stage_remove(tag))
 
 
-def _reload_and_verify(
-    run: _Runner, commands: HostCommands, facts: HostFacts, touched: set[str], log: _Log
-) -> None:
-    if facts.postfix_config_dir in touched:
+def _reload_and_verify(run: _Runner, commands: HostCommands, touched: set[str], log: _Log) -> None:
+    if "postfix" in touched:
         run.strict(commands.postfix_reload, "postfix reload")
-    if facts.dovecot_config_dir in touched:
+    if "dovecot" in touched:
         run.strict(commands.dovecot_reload, "dovecot reload")
-    if facts.opendkim_config_dir in touched:
+    if "opendkim" in touched:
         if not commands.opendkim_reload:
             log("OpenDKIM: no opendkim_reload command in the host's facts; not reloaded")
         for argv in commands.opendkim_reload:
@@ -521,25 +661,6 @@ def _reload_and_verify(
         raise DeployFailed("the SMTP service does not answer")
     if not _greets(*commands.imap_check, "* OK", log):
         raise DeployFailed("the IMAP service does not answer")
-
-
-def _restore(
-    session: SshSession,
-    live: dict[str, bytes | None],
-    modes: dict[str, int | None],
-    done: list[str],
-    owner: tuple[int, int] | None,
-    log: _Log,
-) -> None:
-    """Put back each swapped file as it was (content and mode); remove the ones it added."""
-    for path in reversed(done):
-        old = live[path]
-        if old is None:
-            session.remove(path)
-        else:
-            mode = modes.get(path) or 0o644
-            _write_atomic(session, path, old, mode, owner if path.endswith(".private") else None)
-    log("restored: " + ", ".join(done))
 
 
 @transaction.atomic

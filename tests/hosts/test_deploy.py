@@ -102,6 +102,7 @@ def rig(tmp_path: Path, org, settings) -> Iterator[Rig]:
             ssh_public_key=public,
             facts={
                 "addresses": ["192.0.2.25"],
+                "upload_dir": str(base / "upload"),
                 "postfix_queue_directory": str(postfix.base / "spool"),
                 "submission_service": f"{postfix.address}:{postfix.submission_port}",
                 "tls_cert_file": str(dovecot.cert),
