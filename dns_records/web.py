@@ -218,3 +218,118 @@ def _get(
 
 def _printable(text: str) -> bool:
     return text.isascii() and all(" " < char < "\x7f" for char in text)
+
+
+def post_https(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout: float = 10.0,
+    max_bytes: int = 16 * 1024,
+) -> Fetch:
+    """POST body to an https:// URL (a webhook): the same guard as fetch_https.
+
+    The host's addresses come from mailsec's resolver (an address literal is used as is); each
+    is checked against the network guard before any connection, so a URL naming an internal
+    address is refused without one. The certificate is verified for the host; redirects are
+    not followed; the response body is capped at max_bytes. Header names and values must be
+    printable: the request is written by hand.
+    """
+    from urllib.parse import urlsplit
+
+    from dns_records.lookups import host_addresses
+    from dns_records.resolver import Resolver
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 443
+    except ValueError as exc:
+        return Fetch(url, error=f"not sent: the URL is not valid ({exc})")
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme != "https" or not host:
+        return Fetch(url, error="not sent: only https:// URLs with a host are allowed")
+    if parts.username or parts.password:
+        return Fetch(url, error="not sent: credentials in the URL are not allowed")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    if not (_printable(host) and _printable(path) and all(
+        _printable(name) and value.isascii() and "\r" not in value and "\n" not in value
+        for name, value in headers.items()
+    )):  # fmt: skip
+        return Fetch(url, error="not sent: the URL or a header holds characters HTTP forbids")
+    ends = time.monotonic() + timeout
+    if netguard.parse_address(host) is not None:
+        addresses = [host]
+    else:
+        lookups = Resolver(timeout=min(timeout, 5.0)).addresses(host)
+        addresses = host_addresses(lookups)
+        if not addresses:
+            reasons = "; ".join(lookup.reason or lookup.status for lookup in lookups)
+            return Fetch(url, error=f"not sent: {host} has no address ({reasons})")
+    allowed = [a for a in addresses if address_allowed(a)]
+    if not allowed:
+        return Fetch(
+            url,
+            error=f"not sent: {host} resolves to {', '.join(addresses)}, outside the networks "
+            "mailsec may reach (MAILSEC_PROBE_ALLOW_NETWORKS)",
+        )
+    host_header = host if port == 443 else f"{host}:{port}"
+    if ":" in host and netguard.parse_address(host) is not None:
+        host_header = f"[{host}]" if port == 443 else f"[{host}]:{port}"
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {USER_AGENT}\r\n"
+        f"Accept: */*\r\nAccept-Encoding: identity\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode("ascii") + body
+    timed_out = f"timed out after {timeout:g}s total"
+    last_error = ""
+    for text in allowed:
+        address = str(netguard.parse_address(text))
+        try:
+            raw = socket.create_connection((address, port), timeout=_remaining(ends))
+        except (DeadlineExceeded, TimeoutError):
+            return Fetch(url, address=address, error=timed_out)
+        except OSError as exc:
+            last_error = f"{address}: {exc.strerror or exc}"
+            continue
+        try:
+            raw.settimeout(_remaining(ends))
+            tls = _context().wrap_socket(raw, server_hostname=host)
+        except DeadlineExceeded:
+            raw.close()
+            return Fetch(url, address=address, error=timed_out)
+        except ssl.SSLCertVerificationError as exc:
+            raw.close()
+            reason = exc.verify_message or str(exc)
+            return Fetch(url, address=address, fault=f"certificate not valid for {host}: {reason}")
+        except (ssl.SSLError, OSError) as exc:
+            raw.close()
+            last_error = f"{address}: TLS handshake failed: {exc}"
+            continue
+        try:
+            tls.settimeout(_remaining(ends))
+            tls.sendall(request)
+            reader = _DeadlineReader(tls, ends, budget=MAX_HEADER_BYTES)
+            response = http.client.HTTPResponse(_ResponseSocket(reader), method="POST")  # type: ignore[arg-type]
+            response.begin()
+            reader.budget = reader.consumed + 2 * max_bytes + 16 * 1024
+            try:
+                data = response.read(max_bytes)
+            except TooLarge:
+                data = b""
+            return Fetch(
+                url,
+                status=response.status,
+                body=data.decode("utf-8", errors="replace"),
+                data=data,
+                content_type=response.getheader("Content-Type", ""),
+                address=address,
+            )
+        except (DeadlineExceeded, TimeoutError):
+            return Fetch(url, address=address, error=timed_out)
+        except (TooLarge, OSError, http.client.HTTPException) as exc:
+            return Fetch(url, address=address, error=f"{address}: {exc or type(exc).__name__}")
+        finally:
+            tls.close()
+    return Fetch(url, error=last_error or "no address accepted a connection")
