@@ -315,6 +315,13 @@ def _trends(organisation: Organisation, now: dt.datetime) -> dict[str, rules.Tre
     }
 
 
+def _no_result(key: str, domains: int) -> str:
+    if not domains:
+        return "No domains yet."
+    check = DOMAIN_CHECKS[key]
+    return f"No {check} check result yet for {domains} domain{'s' if domains != 1 else ''}."
+
+
 def scorecard(user: User, organisation: Organisation) -> Scorecard:
     """The organisation's thirteen controls. The caller has checked the user is a member."""
     now = timezone.now()
@@ -328,7 +335,6 @@ def scorecard(user: User, organisation: Organisation) -> Scorecard:
     listings = _listing_findings(user, organisation)
     control = {c.key: c for c in rules.CONTROLS}
     no_hosts = "No managed hosts: nothing is deployed or probed yet."
-    no_domains = "No domain checked yet."
     verdicts: dict[str, rules.Verdict] = {}
 
     verdicts["message_size"] = rules.combine(
@@ -376,7 +382,7 @@ def scorecard(user: User, organisation: Organisation) -> Scorecard:
         control["reverse_dns"],
         [*findings, *host_ptr],
         unmeasured_subjects=missing,
-        unmeasured_reason=no_domains,
+        unmeasured_reason=_no_result("reverse_dns", len(domains)),
         noun="domain or host",
     )
     verdicts["imap_pop3_tls"] = rules.combine(
@@ -430,7 +436,7 @@ def scorecard(user: User, organisation: Organisation) -> Scorecard:
             control[key],
             findings,
             unmeasured_subjects=missing,
-            unmeasured_reason=no_domains,
+            unmeasured_reason=_no_result(key, len(domains)),
             noun="domain",
         )
 

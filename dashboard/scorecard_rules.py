@@ -100,6 +100,11 @@ class Verdict:
     def label(self) -> str:
         return STATUS_LABELS[self.status]
 
+    @property
+    def bad_total(self) -> int:
+        """How many findings are not ok (the offenders named are the first few of these)."""
+        return sum(self.counts.get(status, 0) for status in (FAIL, ERROR, WARNING))
+
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
