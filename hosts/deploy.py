@@ -217,9 +217,6 @@ class HostCommands:
         directory = self.dirs[tag]
         return [RSYNC, "-a", "--delete", "--", f"{directory}/", f"{_backup(directory)}/"]
 
-    def backup_remove(self, tag: str) -> list[str]:
-        return [RM, "-rf", "--one-file-system", "--", _backup(self.dirs[tag])]
-
     def swap(self, tag: str) -> list[str]:
         source = self.upload("live", tag)
         return [RSYNC, "-rpt", "-c", *self._chown(tag), "--", f"{source}/", f"{self.dirs[tag]}/"]
@@ -256,18 +253,15 @@ class HostCommands:
 
     def privileged(self) -> list[list[str]]:
         """Every command a deployment runs under the prefix, in the order it may run them."""
-        commands: list[list[str]] = []
+        commands: list[list[str]] = [self.create_dir("opendkim")]
         for tag in TAGS:
-            commands += [
-                self.create_dir(tag), self.stage_copy(tag), self.stage_files(tag),
-                self.stage_remove(tag),
-            ]  # fmt: skip
+            commands += [self.stage_copy(tag), self.stage_files(tag), self.stage_remove(tag)]
         commands += [argv for _what, argv in self.validators()]
         for tag in TAGS:
-            commands += [
-                self.changes(tag), self.backup_remove(tag), self.backup(tag), self.swap(tag),
-                self.restore(tag), self.remove_new_dir(tag),
-            ]  # fmt: skip
+            commands += [self.changes(tag), self.backup(tag), self.swap(tag), self.restore(tag)]
+        # Only the OpenDKIM directory may be new (a host's first signing policy): a rollback of
+        # that first deployment removes it again.
+        commands.append(self.remove_new_dir("opendkim"))
         commands += [list(self.postfix_reload), list(self.dovecot_reload)]
         commands += [list(argv) for argv in self.opendkim_reload]
         return commands
@@ -600,6 +594,8 @@ def _validate_in_staging(
     try:
         for tag in TAGS:
             if not session.is_dir(commands.dirs[tag]):
+                if tag != "opendkim":
+                    raise DeployFailed(f"{commands.dirs[tag]} does not exist on the host")
                 run.strict(commands.create_dir(tag), f"creating {commands.dirs[tag]}")
             run.strict(commands.stage_copy(tag), f"copying {commands.dirs[tag]} to staging")
         staged_facts = dataclasses.replace(

@@ -67,7 +67,7 @@ def rig(tmp_path: Path, org, settings) -> Iterator[Rig]:
     # and OpenDKIM refuses keys below a world-writable directory such as /tmp.
     base = Path(tempfile.mkdtemp(prefix="mailsec-deploy-", dir="/run"))
     base.chmod(0o755)
-    sshd = Sshd(tmp_path / "sshd")
+    sshd = Sshd(base / "sshd")  # the deploy user's sshd reads authorized_keys as that user
     postfix = PostfixInstance(base / "pf")
     dovecot = DovecotInstance(base / "dc")
     postfix.prepare()
@@ -435,3 +435,76 @@ def test_mail_after_deployment_is_dkim_signed_blacklisted_clients_are_refused(ri
                 os.kill(int(opendkim_pid.read_text().split()[0]), signal.SIGTERM)
         controller.stop()
         knot.stop()
+
+
+# --- least privilege: a dedicated deploy user with exactly the README's sudoers lines ----------
+
+
+def test_a_non_root_deploy_user_with_only_the_sudoers_lines_deploys(rig):
+    import subprocess
+    import uuid
+
+    from hosts.deploy import HostCommands
+
+    user = f"msdeploy{uuid.uuid4().hex[:6]}"
+    sudoers = Path(f"/etc/sudoers.d/{user}")
+    if shutil.which("sudo") is None or shutil.which("useradd", path="/usr/sbin:/sbin") is None:
+        from tests.servers import missing
+
+        missing("sudo or useradd is not installed (scripts/install-system-deps installs sudo)")
+    upload = rig.base / "upload"  # the deploy user's home, as the README sets it up
+    subprocess.run(
+        ["/usr/sbin/useradd", "-M", "-d", str(upload), "-s", "/bin/sh", user], check=True
+    )
+    try:
+        subprocess.run(["/usr/sbin/usermod", "-p", "*", user], check=True)  # not locked
+        upload.mkdir()
+        shutil.chown(upload, user, user)
+        upload.chmod(0o700)
+        rig.host.ssh_user = user
+        rig.host.save()
+        lines = HostCommands.for_host(rig.host).sudoers(user)
+        assert not any("*" in line or "ALL=(root) NOPASSWD: ALL" in line for line in lines)
+        sudoers.write_text("\n".join(lines) + "\n")
+        sudoers.chmod(0o440)
+        subprocess.run(["/usr/sbin/visudo", "-cf", str(sudoers)], check=True, capture_output=True)
+
+        first = rig.deploy()
+        assert first.state == DeploymentState.SUCCEEDED, first.log
+        assert "$ sudo -n /usr/bin/rsync" in first.log
+        assert f"message_size_limit = {SIZE}" in rig.postconf_n()
+        main = rig.postfix.config_dir / "main.cf"
+        assert main.owner() == "root"
+        assert (rig.postfix.config_dir / "mailsec" / "client_blacklist.cidr").owner() == "root"
+        second = rig.deploy()
+        assert second.state == DeploymentState.UNCHANGED, second.log
+
+        # Anything else is refused by sudo.
+        with ssh.connect(
+            rig.sshd.address,
+            rig.sshd.port,
+            user,
+            secrets.decrypt(rig.host.ssh_private_key, context=rig.host.secret_context).decode(),
+            rig.sshd.host_key_line,
+            5,
+        ) as session:
+            done = session.run(["sudo", "-n", "/usr/bin/cat", "/etc/shadow"], timeout=10)
+            assert done.rc != 0 and b"root:" not in done.stdout
+            done = session.run(
+                ["sudo", "-n", "/usr/bin/rsync", "-a", "--", "/etc/", f"{upload}/etc/"], timeout=10
+            )
+            assert done.rc != 0
+    finally:
+        sudoers.unlink(missing_ok=True)
+        subprocess.run(["/usr/sbin/userdel", user], check=False, capture_output=True)
+
+
+def test_the_readme_lists_exactly_the_sudoers_lines_the_engine_needs():
+    from hosts.deploy import HostCommands
+    from tests.servers import REPO
+
+    host = Host(name="mx1.example.org", address="192.0.2.25", ssh_user="mailsec")
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Managed hosts: the deploy user", 1)[1]
+    block = section.split("sudoers lines are exactly", 1)[1].split("```text\n", 1)[1]
+    assert block.split("```", 1)[0].splitlines() == HostCommands.for_host(host).sudoers("mailsec")

@@ -1,4 +1,5 @@
-"""manage.py deploy HOST [--json]: deploy a host's policy now, in this process."""
+"""manage.py deploy HOST [--json] [--sudoers]: deploy a host's policy now, in this process, or
+print the sudoers lines its deploy user needs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from hosts.deploy import deployment_run
+from hosts.deploy import HostCommands, deployment_run
 from hosts.models import Deployment, DeploymentState, Host
 
 
@@ -17,6 +18,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("host", help="The host's name (or its id)")
         parser.add_argument("--json", action="store_true", help="Print the outcome as JSON")
+        parser.add_argument(
+            "--sudoers",
+            action="store_true",
+            help="Print the sudoers lines the host's deploy user needs, and deploy nothing",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         name: str = options["host"]
@@ -30,6 +36,10 @@ class Command(BaseCommand):
                 else f"{name}: several hosts; use the id"
             )
         host = hosts.get()
+        if options["sudoers"]:
+            for line in HostCommands.for_host(host).sudoers(host.ssh_user):
+                self.stdout.write(line)
+            return
         if not host.host_key_confirmed:
             raise CommandError(f"{host.name}: confirm its SSH host key fingerprint first")
         deployment = Deployment.objects.create(host=host)
