@@ -36,3 +36,5 @@ class HostsConfig(AppConfig):
         register_encrypted_field(Host, "ssh_private_key", lambda host: host.secret_context)
         # A host serving a domain must get SPF `pass` for it (dns_records never imports hosts).
         register_context_provider(spf_host_addresses)
+        # The probe tasks live outside hosts.tasks; importing them registers them with workers.
+        import hosts.probe_tasks  # noqa: F401

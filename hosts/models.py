@@ -25,6 +25,8 @@ __all__ = [
     "Host",
     "HostEvent",
     "Policy",
+    "ProbeResult",
+    "ProbeStatus",
 ]
 
 
@@ -175,3 +177,36 @@ class HostEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host} {self.kind}: {self.summary}"
+
+
+class ProbeStatus(models.TextChoices):
+    OK = "ok", "OK"
+    WARNING = "warning", "Warning"
+    FAIL = "fail", "Fail"
+    ERROR = "error", "Error"
+
+
+class ProbeResult(models.Model):
+    """One live probe of a host's service (smtp_starttls on port 25, imap_tls on 993, ...).
+
+    Every run adds rows (the history); the host's current state is the newest row per
+    (name, port). A change of status is also recorded as a HostEvent(kind="probe").
+    """
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="probe_results")
+    name = models.CharField(max_length=40, help_text="smtp_starttls, smtp_relay, imap_tls, ...")
+    address = models.CharField(max_length=45, help_text="The address connected to")
+    port = models.PositiveIntegerField()
+    status = models.CharField(max_length=8, choices=ProbeStatus.choices)
+    summary = models.CharField(max_length=500)
+    details: models.JSONField[Any] = models.JSONField(default=dict, blank=True)
+    probed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-probed_at", "name", "port"]
+        indexes = [
+            models.Index(fields=["host", "name", "port", "-probed_at"], name="probe_host_name_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host} {self.name}:{self.port} {self.status}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -15,11 +16,11 @@ from django.db.models import QuerySet
 
 from dns_records.models import Domain
 from hosts.assemble import last_known_files, render_for_host
-from hosts.models import Deployment, DeploymentState, Host, HostEvent, Policy
+from hosts.models import Deployment, DeploymentState, Host, HostEvent, Policy, ProbeResult
 from hosts.policy import CHOICE_FIELDS, DnsblSite, PolicyValues
 from hosts.render import RenderError
 from hosts.render.diff import diff_files
-from mailsec.models import Organisation, TaskRun
+from mailsec.models import FINISHED_TASK_STATES, Organisation, TaskKind, TaskRun
 from mailsec.selectors import User, organisations_visible
 
 __all__ = [
@@ -40,6 +41,12 @@ __all__ = [
     "policy_values",
     "policy_values_json",
     "policy_visible",
+    "probe_last_requested",
+    "probe_pending",
+    "probe_result_shape",
+    "probe_results_current",
+    "probe_results_for_domain",
+    "probe_results_history",
     "values_from_json",
 ]
 
@@ -263,3 +270,63 @@ def host_rendered(host: Host) -> list[dict[str, Any]]:
             entry["diff"] = found.diff
         out.append(entry)
     return out
+
+
+# --- live probes ----------------------------------------------------------------------------
+
+
+def probe_pending(host: Host) -> TaskRun | None:
+    """The host's probe run still queued or running, if any."""
+    return (
+        TaskRun.objects.filter(kind=TaskKind.HOST_PROBE, object_type="host", object_id=str(host.pk))
+        .exclude(state__in=FINISHED_TASK_STATES)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def probe_last_requested(host: Host) -> datetime | None:
+    """When the host's last probe was queued (or, without a run, last recorded)."""
+    run = (
+        TaskRun.objects.filter(kind=TaskKind.HOST_PROBE, object_type="host", object_id=str(host.pk))
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    recorded = (
+        ProbeResult.objects.filter(host=host)
+        .order_by("-probed_at")
+        .values_list("probed_at", flat=True)
+        .first()
+    )
+    found = [t for t in (run, recorded) if t is not None]
+    return max(found) if found else None
+
+
+def probe_results_current(host: Host) -> list[ProbeResult]:
+    """The newest result per (name, port): the host's current probe state."""
+    return list(
+        ProbeResult.objects.filter(host=host)
+        .order_by("name", "port", "-probed_at", "-id")
+        .distinct("name", "port")
+    )
+
+
+def probe_results_history(host: Host, limit: int = 500) -> QuerySet[ProbeResult]:
+    return ProbeResult.objects.filter(host=host).order_by("-probed_at", "name", "port")[:limit]
+
+
+def probe_results_for_domain(domain: Domain) -> list[tuple[Host, list[ProbeResult]]]:
+    """The current probe results of each host serving the domain (its MX view)."""
+    return [(host, probe_results_current(host)) for host in domain.hosts.order_by("name")]
+
+
+def probe_result_shape(row: ProbeResult) -> dict[str, Any]:
+    """One result in the contract's check shape, with where it was probed."""
+    return {
+        "name": row.name,
+        "status": row.status,
+        "summary": row.summary,
+        "details": {**(row.details or {}), "address": row.address, "port": row.port},
+        "checked_at": row.probed_at.isoformat(),
+    }

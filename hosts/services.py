@@ -14,6 +14,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -21,15 +22,18 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from dns_records.lookups import LookupStatus
 from dns_records.models import Domain
 from dns_records.names import InvalidDomainName, normalise_domain
-from hosts import selectors, ssh
-from hosts.models import Deployment, DeploymentState, Host, Policy
+from dns_records.resolver import Resolver
+from hosts import probe, selectors, ssh
+from hosts import probe_verdicts as verdicts
+from hosts.models import Deployment, DeploymentState, Host, HostEvent, Policy, ProbeResult
 from hosts.policy import PolicyValues, domain_error, validate
 from hosts.render.facts import HostFacts, validate_host
 from mailsec import secrets
 from mailsec.jobs import task_run_create, task_run_enqueue
-from mailsec.models import FINISHED_TASK_STATES, Organisation, TaskKind
+from mailsec.models import FINISHED_TASK_STATES, Organisation, TaskKind, TaskRun
 from mailsec.netguard import refuse_reason
 from mailsec.selectors import can_write
 from mailsec.services.audit import Actor, audit_record
@@ -479,3 +483,202 @@ def deployment_request(*, host_id: int, actor: Actor, system: bool = False) -> D
         after={"deployment": str(deployment.uid)},
     )  # fmt: skip
     return deployment
+
+
+# --- live probes ----------------------------------------------------------------------------
+
+
+class ProbeRateLimited(Exception):
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+PROBE_MIN_INTERVAL = timedelta(minutes=1)
+PROBE_TOTAL_SECONDS = 90.0  # a whole host's probes; each connect gets 5 s at most
+
+
+@dataclass(frozen=True)
+class ProbePorts:
+    smtp: int = 25
+    submission: int = 587
+    smtps: int = 465
+    imap: int = 143
+    imaps: int = 993
+    pop3: int = 110
+    pop3s: int = 995
+
+
+@transaction.atomic
+def host_probe_request(*, host: Host, actor: Actor, system: bool = False) -> TaskRun:
+    """Queue a probe of the host ("probe now", 202 in the API); join one still queued or
+    running. A target is probed at most once a minute on request (ProbeRateLimited)."""
+    if not system:
+        _require_write(actor, host.organisation)
+    Host.objects.select_for_update().filter(pk=host.pk).first()
+    pending = selectors.probe_pending(host)
+    if pending is not None:
+        return pending
+    last = selectors.probe_last_requested(host)
+    if last is not None and timezone.now() - last < PROBE_MIN_INTERVAL:
+        wait = int((PROBE_MIN_INTERVAL - (timezone.now() - last)).total_seconds()) + 1
+        raise ProbeRateLimited(
+            f"{host.name} was probed less than a minute ago; try again in {wait} s.", wait
+        )
+    return _probe_queue(host=host, actor=actor)
+
+
+def _probe_queue(*, host: Host, actor: Actor) -> TaskRun:
+    run = task_run_create(
+        organisation=host.organisation, kind=TaskKind.HOST_PROBE, obj=host, actor=actor
+    )
+    task_run_enqueue(run, "hosts.tasks.probe_host", host_id=host.pk)
+    audit_record(
+        actor=actor, action="host.probe", obj=host, organisation=host.organisation,
+        after={"task_run": str(run.id)},
+    )  # fmt: skip
+    return run
+
+
+def hosts_probe_queue_due(*, now: datetime | None = None) -> int:
+    """Beat: queue a probe of every host not probed within MAILSEC_PROBE_INTERVAL_MINUTES."""
+    now = now or timezone.now()
+    interval = timedelta(minutes=settings.MAILSEC_PROBE_INTERVAL_MINUTES)
+    queued = 0
+    for host in Host.objects.select_related("organisation"):
+        if selectors.probe_pending(host) is not None:
+            continue
+        last = selectors.probe_last_requested(host)
+        if last is not None and now - last < interval:
+            continue
+        with transaction.atomic():
+            _probe_queue(host=host, actor=None)
+        queued += 1
+    return queued
+
+
+def probe_target(host: Host, resolver: Resolver) -> probe.Target:
+    """The one address the probe connects to: the host's address, or its name resolved once.
+
+    Raises probe.ProbeRefused for an address the network guard refuses (no socket opened)."""
+    address = host.address.strip()
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        a_lookup, aaaa_lookup = resolver.addresses(address)
+        found = list(a_lookup.records) + list(aaaa_lookup.records)
+        if not found:
+            raise probe.ProbeRefused(f"{address} has no address") from None
+        address = found[0]
+    reason = probe.refuse_reason(address)
+    if reason:
+        raise probe.ProbeRefused(reason)
+    return probe.Target(address=address, name=host.name.lower().rstrip("."))
+
+
+def _ptr(resolver: Resolver, address: str) -> tuple[list[str] | None, str]:
+    answer = resolver.reverse(address)
+    if answer.status == LookupStatus.OK:
+        return list(answer.records), ""
+    if answer.status in (LookupStatus.NXDOMAIN, LookupStatus.NODATA):
+        return [], ""
+    return None, answer.reason or "lookup failed"
+
+
+def _tlsa(resolver: Resolver, name: str) -> tuple[list[str] | None, str]:
+    answer = resolver.lookup(name, "TLSA")
+    if answer.status == LookupStatus.OK:
+        return list(answer.records), ""
+    if answer.status in (LookupStatus.NXDOMAIN, LookupStatus.NODATA):
+        return [], ""
+    return None, answer.reason or "lookup failed"
+
+
+def probe_observe(
+    host: Host, *, resolver: Resolver, ports: ProbePorts, now: datetime,
+    total_seconds: float = PROBE_TOTAL_SECONDS,
+) -> tuple[str, list[verdicts.Result]]:  # fmt: skip
+    """Probe every service of the host; (address probed, results). No database writes."""
+    try:
+        target = probe_target(host, resolver)
+    except probe.ProbeRefused as exc:
+        return "", [verdicts.Result("probe_target", 0, verdicts.ERROR,
+                                    f"Not probed: {exc}", {"refused": str(exc)})]  # fmt: skip
+    budget = probe.Budget.seconds(total_seconds)
+    results: list[verdicts.Result] = []
+    expected_size = None
+    if host.policy_id is not None:
+        expected_size = selectors.policy_values(host.policy).message_size_limit  # type: ignore[arg-type]
+    smtp = probe.probe_smtp(target, ports.smtp, budget, implicit=False)
+    results += verdicts.smtp_results(smtp, expected_name=target.name, now=now)
+    ptr_names, ptr_error = _ptr(resolver, target.address)
+    banner = verdicts.banner_ptr_result(smtp, target.address, ptr_names, ptr_error)
+    size = verdicts.size_result(smtp, expected_size)
+    results += [r for r in (banner, size) if r is not None]
+    if not smtp.error:
+        relay = probe.probe_relay(target, ports.smtp, budget, use_tls=smtp.starttls_offered)
+        results.append(verdicts.relay_result(relay))
+    tlsa_name = f"_{ports.smtp}._tcp.{target.name}"
+    records, tlsa_error = _tlsa(resolver, tlsa_name)
+    dane = verdicts.dane_result(ports.smtp, tlsa_name, records, tlsa_error, smtp.tls)
+    if dane is not None:
+        results.append(dane)
+    submission = probe.probe_smtp(target, ports.submission, budget, implicit=False)
+    if "Connection refused" not in submission.error:
+        results += verdicts.smtp_results(submission, expected_name=target.name, now=now)
+    if probe.listening(target.address, ports.smtps, budget):
+        smtps = probe.probe_smtp(target, ports.smtps, budget, implicit=True)
+        results += verdicts.smtp_results(smtps, expected_name=target.name, now=now)
+    for proto, port, implicit in (
+        ("imap", ports.imap, False), ("imap", ports.imaps, True),
+        ("pop3", ports.pop3, False), ("pop3", ports.pop3s, True),
+    ):  # fmt: skip
+        seen = probe.probe_mailbox(proto, target, port, budget, implicit=implicit)
+        if seen is not None:
+            results += verdicts.mailbox_results(seen, expected_name=target.name, now=now)
+    return target.address, results
+
+
+def host_probe_run(
+    host_id: int, *, resolver: Resolver | None = None, ports: ProbePorts | None = None,
+    total_seconds: float = PROBE_TOTAL_SECONDS,
+) -> dict[str, Any]:  # fmt: skip
+    """Probe the host now and record the results (history), with a HostEvent(kind="probe")
+    for each (name, port) whose status changed. Returns the results in the check shape."""
+    host = Host.objects.select_related("policy", "organisation").get(pk=host_id)
+    now = timezone.now()
+    address, results = probe_observe(
+        host, resolver=resolver or Resolver(), ports=ports or ProbePorts(), now=now,
+        total_seconds=total_seconds,
+    )  # fmt: skip
+    previous = {(r.name, r.port): r.status for r in selectors.probe_results_current(host)}
+    rows = [
+        ProbeResult(
+            host=host,
+            name=r.name,
+            address=address,
+            port=r.port,
+            status=r.status,
+            summary=r.summary[:500],
+            details=r.details,
+            probed_at=now,
+        )
+        for r in results
+    ]
+    with transaction.atomic():
+        ProbeResult.objects.bulk_create(rows)
+        for row in rows:
+            before = previous.get((row.name, row.port))
+            if before != row.status:
+                HostEvent.objects.create(
+                    host=host, kind="probe",
+                    summary=f"{row.name} port {row.port}: {before or 'new'} -> {row.status}: "
+                    f"{row.summary}"[:500],
+                    details={"name": row.name, "port": row.port, "from": before,
+                             "to": row.status, "address": address},
+                )  # fmt: skip
+    return {
+        "host": host.name,
+        "address": address,
+        "results": [selectors.probe_result_shape(row) for row in rows],
+    }

@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from hosts import selectors
-from hosts.models import Deployment, Host, HostEvent, Policy
+from hosts.models import Deployment, Host, HostEvent, Policy, ProbeResult, ProbeStatus
 from hosts.policy import (
     BOOL_FIELDS,
     CHOICE_FIELDS,
@@ -196,3 +196,19 @@ class HostEventSerializer(serializers.ModelSerializer[HostEvent]):
         model = HostEvent
         fields = ["id", "kind", "summary", "details", "created_at"]
         read_only_fields = fields
+
+
+class ProbeResultSerializer(serializers.ModelSerializer[ProbeResult]):
+    """One probe result in the contract's check shape; details carry the address and port."""
+
+    status = serializers.ChoiceField(choices=ProbeStatus.choices, read_only=True)
+    details = serializers.SerializerMethodField()
+    checked_at = serializers.DateTimeField(source="probed_at", read_only=True)
+
+    class Meta:
+        model = ProbeResult
+        fields = ["name", "status", "summary", "details", "checked_at"]
+        read_only_fields = fields
+
+    def get_details(self, row: ProbeResult) -> dict[str, Any]:
+        return {**(row.details or {}), "address": row.address, "port": row.port}

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +20,7 @@ from hosts.api.serializers import (
     HostSerializer,
     HostWriteSerializer,
     PolicySerializer,
+    ProbeResultSerializer,
     RenderedFileSerializer,
 )
 from hosts.models import Host, Policy
@@ -212,3 +213,26 @@ class HostViewSet(
         """What happened to the host, newest first (the last 50): drift, failed deployments."""
         found = selectors.events_of(self.get_object())[:50]
         return Response(HostEventSerializer(found, many=True).data)
+
+    @extend_schema(request=None, responses={202: TaskAcceptedSerializer})
+    @action(detail=True, methods=["post"])
+    def probe(self, request: Request, pk: str) -> Response:
+        """Probe the host's SMTP, IMAP and POP3 services now (or join the probe queued);
+        poll the task's `url`, then `probes/`. At most once a minute per host (429)."""
+        try:
+            run = services.host_probe_request(host=self.get_object(), actor=request.user)
+        except services.ProbeRateLimited as exc:
+            raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from None
+        return Response(TaskAcceptedSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: ProbeResultSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def probes(self, request: Request, pk: str) -> Response:
+        """The current probe result per name and port; `?history=1` gives every result,
+        newest first (the last 500)."""
+        host = self.get_object()
+        if request.query_params.get("history") in ("1", "true", "yes"):
+            found = list(selectors.probe_results_history(host))
+        else:
+            found = selectors.probe_results_current(host)
+        return Response(ProbeResultSerializer(found, many=True).data)

@@ -1,0 +1,271 @@
+"""Live probes against real Postfix and Dovecot on 127.0.0.90-96, DNS from a Knot on .99.
+
+Each faulty configuration's result names its fault; the correct one is ok throughout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import json
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from django.core.management import call_command
+from django.test import override_settings
+
+from dns_records.resolver import Resolver
+from hosts import services
+from hosts.models import Host, HostEvent, Policy, ProbeResult
+from hosts.probe import ProbeRefused
+from hosts.services import ProbePorts, host_probe_run
+from mailsec.env import Nameserver
+from tests.hosts import probe_servers as ps
+from tests.servers import KnotServer
+
+pytestmark = pytest.mark.django_db
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+
+
+class Servers:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.certs = ps.make_certificates(base)
+        valid_leaf = x509.load_pem_x509_certificates(self.certs.valid[0].read_bytes())[0]
+        spki = valid_leaf.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.tlsa = f"3 1 1 {hashlib.sha256(spki).hexdigest()}"
+        zones = ps.zone_files(base / "zones", [self.tlsa])
+        self.knot = KnotServer(base / "knot", address=ps.KNOT_ADDRESS, source=zones)
+        (base / "knot").mkdir()
+        self.good_dovecot = ps.ProbeDovecot(base / "dovecot-good", ps.GOOD, self.certs.valid)
+        self.bad_dovecot = ps.ProbeDovecot(
+            base / "dovecot-bad", ps.PLAIN_AUTH, self.certs.valid, insecure=True
+        )
+        self.postfix = ps.ProbePostfix(
+            base / "postfix", self.certs, sasl_socket=self.good_dovecot.auth_socket
+        )
+
+    def start(self) -> None:
+        self.knot.start()
+        self.good_dovecot.start()
+        self.bad_dovecot.start()
+        self.postfix.start()
+
+    def stop(self) -> None:
+        for server in (self.postfix, self.bad_dovecot, self.good_dovecot, self.knot):
+            with contextlib.suppress(Exception):  # stop the others too
+                server.stop()
+
+    def resolver(self) -> Resolver:
+        return Resolver(nameservers=[Nameserver(ps.KNOT_ADDRESS, self.knot.port)], timeout=2)
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[Servers]:
+    # Postfix's and Dovecot's own users must reach it: not under pytest's private tmp.
+    base = Path(tempfile.mkdtemp(prefix="mailsec-probe-"))
+    base.chmod(0o755)
+    found = Servers(base)
+    try:
+        found.start()
+        yield found
+    finally:
+        found.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def probe_settings(servers: Servers) -> Iterator[None]:
+    with override_settings(
+        MAILSEC_PROBE_ALLOW_NETWORKS=LOOPBACK, MAILSEC_TLS_CA_FILE=str(servers.certs.ca)
+    ):
+        yield
+
+
+def _host(org: Any, address: str, *, size: int = ps.SIZE_LIMIT) -> Host:
+    policy, _ = Policy.objects.get_or_create(
+        organisation=org, name=f"p-{address}-{size}", values={"message_size_limit": size}
+    )
+    # The certificate's and PTR's name; hosts of one organisation differ in name, so the
+    # second host of a test is the same name in another case.
+    taken = Host.objects.filter(organisation=org).count()
+    name = ps.MX_NAME if not taken else ps.MX_NAME.upper()
+    return Host.objects.create(organisation=org, name=name, address=address, policy=policy)
+
+
+def _run(servers: Servers, host: Host) -> dict[tuple[str, int], dict[str, Any]]:
+    outcome = host_probe_run(host.pk, resolver=servers.resolver(), total_seconds=60)
+    return {(r["name"], r["details"]["port"]): r for r in outcome["results"]}
+
+
+def test_correct_server_is_ok_throughout(servers: Servers, probe_settings: None, org: Any) -> None:
+    host = _host(org, ps.GOOD)
+    results = _run(servers, host)
+    bad = {key: (r["status"], r["summary"]) for key, r in results.items() if r["status"] != "ok"}
+    assert not bad, bad
+    names = {name for name, _port in results}
+    assert {
+        "smtp_starttls", "smtp_certificate", "smtp_auth", "smtp_size", "smtp_banner_ptr",
+        "smtp_relay", "dane", "imap_tls", "imap_starttls", "imap_certificate",
+        "imap_cleartext_login", "pop3_tls", "pop3_starttls", "pop3_certificate",
+        "pop3_cleartext_login",
+    } <= names  # fmt: skip
+    starttls = results[("smtp_starttls", 25)]
+    assert starttls["details"]["protocol"] in ("TLSv1.2", "TLSv1.3")
+    assert starttls["details"]["legacy_tls_accepted"] is False
+    assert results[("smtp_relay", 25)]["details"]["rcpt_reply"][0] >= 400
+    # Stored as history and current state; the first results are events.
+    assert ProbeResult.objects.filter(host=host).count() == len(results)
+    assert HostEvent.objects.filter(host=host, kind="probe").count() == len(results)
+    # A second run with the same statuses adds history but no event.
+    _run(servers, host)
+    assert ProbeResult.objects.filter(host=host).count() == 2 * len(results)
+    assert HostEvent.objects.filter(host=host, kind="probe").count() == len(results)
+
+
+def test_auth_offered_before_starttls_and_cleartext_mailbox_login(
+    servers: Servers, probe_settings: None, org: Any
+) -> None:
+    results = _run(servers, _host(org, ps.PLAIN_AUTH))
+    auth = results[("smtp_auth", 25)]
+    assert auth["status"] == "fail"
+    assert "AUTH" in auth["summary"] and "before STARTTLS" in auth["summary"]
+    assert "PLAIN" in auth["details"]["mechanisms"]
+    imap = results[("imap_cleartext_login", 143)]
+    assert imap["status"] == "fail" and "LOGINDISABLED" in imap["summary"]
+    pop3 = results[("pop3_cleartext_login", 110)]
+    assert pop3["status"] == "fail" and "USER" in pop3["summary"]
+    # That Dovecot also takes TLS 1.0.
+    assert results[("imap_tls", 993)]["status"] == "fail"
+    assert results[("imap_tls", 993)]["details"]["legacy_tls_accepted"] is True
+
+
+def test_tls_1_0_accepted_is_a_fail(servers: Servers, probe_settings: None, org: Any) -> None:
+    results = _run(servers, _host(org, ps.OLD_TLS))
+    starttls = results[("smtp_starttls", 25)]
+    assert starttls["status"] == "fail", starttls
+    assert "TLSv1" in starttls["summary"] and "below TLS 1.2" in starttls["summary"]
+    # Its PTR names another host than the banner.
+    ptr = results[("smtp_banner_ptr", 25)]
+    assert ptr["status"] == "fail" and "elsewhere.example.org" in ptr["summary"]
+
+
+def test_open_relay_is_a_fail_and_never_sends_data(
+    servers: Servers, probe_settings: None, org: Any
+) -> None:
+    results = _run(servers, _host(org, ps.OPEN_RELAY))
+    relay = results[("smtp_relay", 25)]
+    assert relay["status"] == "fail" and "Open relay" in relay["summary"], relay
+    assert 200 <= relay["details"]["rcpt_reply"][0] < 300
+    log = servers.postfix.log()
+    assert "relay-test@example.net" not in log or "queued" not in log  # nothing queued
+    assert list((servers.postfix.base / "spool" / "incoming").iterdir()) == []
+
+
+def test_expired_and_wrong_name_certificates(
+    servers: Servers, probe_settings: None, org: Any
+) -> None:
+    expired = _run(servers, _host(org, ps.EXPIRED))[("smtp_certificate", 25)]
+    assert expired["status"] == "fail" and "expired" in expired["summary"], expired
+    wrong_results = _run(servers, _host(org, ps.WRONG_NAME))
+    wrong = wrong_results[("smtp_certificate", 25)]
+    assert wrong["status"] == "fail" and "not for mx.probe.test" in wrong["summary"], wrong
+    assert "other.example.org" in wrong["summary"]
+    # The TLSA record (3 1 1) is for the valid certificate's key: DANE fails.
+    dane = wrong_results[("dane", 25)]
+    assert dane["status"] == "fail" and "No TLSA record" in dane["summary"]
+
+
+def test_size_differing_from_the_policy(servers: Servers, probe_settings: None, org: Any) -> None:
+    size = _run(servers, _host(org, ps.GOOD, size=5_000_000))[("smtp_size", 25)]
+    assert size["status"] == "fail"
+    assert str(ps.SIZE_LIMIT) in size["summary"] and "5000000" in size["summary"]
+
+
+def test_status_change_is_an_event(servers: Servers, probe_settings: None, org: Any) -> None:
+    host = _host(org, ps.GOOD)
+    _run(servers, host)
+    assert host.policy_id is not None
+    Policy.objects.filter(pk=host.policy_id).update(values={"message_size_limit": 5_000_000})
+    _run(servers, host)
+    event = HostEvent.objects.filter(host=host, kind="probe").order_by("-id").first()
+    assert event is not None and event.details["name"] == "smtp_size"
+    assert (event.details["from"], event.details["to"]) == ("ok", "fail")
+
+
+def test_timeout_is_error_not_fail(servers: Servers, probe_settings: None, org: Any) -> None:
+    """A server that accepts and never greets: every SMTP result is `error`."""
+    listener = socket.socket()
+    listener.bind((ps.REFUSED, 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    host = _host(org, ps.REFUSED)
+    try:
+        outcome = host_probe_run(
+            host.pk, resolver=servers.resolver(), total_seconds=2,
+            ports=ProbePorts(smtp=port, submission=1, smtps=1, imap=1, imaps=1, pop3=1, pop3s=1),
+        )  # fmt: skip
+    finally:
+        listener.close()
+    smtp = [r for r in outcome["results"] if r["name"] == "smtp_starttls"]
+    assert smtp and smtp[0]["status"] == "error" and "timed out" in smtp[0]["summary"]
+    assert not [r for r in outcome["results"] if r["status"] == "fail"]
+
+
+def test_refused_target_opens_no_socket(servers: Servers, org: Any) -> None:
+    """With MAILSEC_PROBE_ALLOW_NETWORKS empty, loopback is refused before any connection."""
+    listener = socket.socket()
+    listener.bind((ps.REFUSED, 25))
+    listener.listen()
+    listener.settimeout(0.5)
+    seen: list[Any] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # the timeout: nothing connected
+            seen.append(listener.accept())
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    host = _host(org, ps.REFUSED)
+    try:
+        with override_settings(MAILSEC_PROBE_ALLOW_NETWORKS=[]):
+            outcome = host_probe_run(host.pk, resolver=servers.resolver())
+    finally:
+        thread.join()
+        listener.close()
+    assert seen == []
+    [result] = outcome["results"]
+    assert result["name"] == "probe_target" and result["status"] == "error"
+    assert "loopback" in result["summary"]
+    # Embedded forms are refused too, and never connected to.
+    for address in ("::ffff:127.0.0.95", "64:ff9b::7f00:5f"):
+        with override_settings(MAILSEC_PROBE_ALLOW_NETWORKS=LOOPBACK):
+            host.address = address
+            with pytest.raises(ProbeRefused):
+                services.probe_target(host, servers.resolver())
+
+
+def test_probe_command_prints_the_check_shape(
+    servers: Servers, probe_settings: None, org: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = _host(org, ps.PLAIN_AUTH)
+    monkeypatch.setattr(services, "Resolver", lambda: servers.resolver())
+    out = StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("probe", host.name, "--json", stdout=out)
+    assert exited.value.code == 1  # smtp_auth fails
+    results = json.loads(out.getvalue())
+    assert all(set(r) == {"name", "status", "summary", "details", "checked_at"} for r in results)
+    assert any(r["name"] == "smtp_auth" and r["status"] == "fail" for r in results)

@@ -1,0 +1,97 @@
+"""POST /api/v1/hosts/{id}/probe/ (202, a real worker probes real servers) and
+GET /api/v1/hosts/{id}/probes/ in the check shape; roles, organisations, the rate limit."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from hosts.models import Host, HostEvent, ProbeResult
+from hosts.services import hosts_probe_queue_due
+from mailsec.models import TaskKind, TaskRun, TaskState
+from tests.hosts import probe_servers as ps
+from tests.hosts.test_probe import Servers, servers  # noqa: F401  (the module's servers)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SHAPE = {"name", "status", "summary", "details", "checked_at"}
+
+
+@pytest.fixture
+def host(org: Any) -> Host:
+    return Host.objects.create(organisation=org, name=ps.MX_NAME, address=ps.GOOD)
+
+
+def test_probe_now_runs_on_the_worker_and_lists_results(
+    celery_worker: Any,
+    servers: Servers,  # noqa: F811
+    owner_api: APIClient,
+    host: Host,
+) -> None:
+    response = owner_api.post(f"/api/v1/hosts/{host.pk}/probe/")
+    assert response.status_code == 202, response.content
+    task_id = response.json()["task_id"]
+    run = TaskRun.objects.get(pk=task_id)
+    assert run.kind == TaskKind.HOST_PROBE
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.state in (TaskState.SUCCEEDED, TaskState.FAILED):
+            break
+        time.sleep(0.5)
+    assert run.state == TaskState.SUCCEEDED, (run.state, run.error)
+    # Asking again within the minute: 429 with Retry-After.
+    again = owner_api.post(f"/api/v1/hosts/{host.pk}/probe/")
+    assert again.status_code == 429 and int(again["Retry-After"]) > 0
+    current = owner_api.get(f"/api/v1/hosts/{host.pk}/probes/").json()
+    assert current and all(set(r) == SHAPE for r in current)
+    found = {(r["name"], r["details"]["port"]): r for r in current}
+    assert found[("smtp_relay", 25)]["status"] == "ok"
+    assert found[("smtp_auth", 25)]["status"] == "ok"
+    assert found[("imap_cleartext_login", 143)]["status"] == "ok"
+    assert found[("smtp_relay", 25)]["details"]["address"] == ps.GOOD
+    assert HostEvent.objects.filter(host=host, kind="probe").exists()
+
+
+def test_probes_current_and_history(
+    owner_api: APIClient, viewer_api: APIClient, host: Host
+) -> None:
+    now = timezone.now()
+    for minutes, status in ((10, "fail"), (0, "ok")):
+        ProbeResult.objects.create(
+            host=host, name="smtp_relay", address=ps.GOOD, port=25, status=status,
+            summary=status, details={}, probed_at=now - timedelta(minutes=minutes),
+        )  # fmt: skip
+    current = viewer_api.get(f"/api/v1/hosts/{host.pk}/probes/").json()
+    assert [(r["name"], r["status"]) for r in current] == [("smtp_relay", "ok")]
+    history = owner_api.get(f"/api/v1/hosts/{host.pk}/probes/?history=1").json()
+    assert [r["status"] for r in history] == ["ok", "fail"]
+
+
+def test_roles_and_organisations(
+    viewer_api: APIClient, outsider_api: APIClient, host: Host
+) -> None:
+    assert viewer_api.post(f"/api/v1/hosts/{host.pk}/probe/").status_code == 403
+    assert outsider_api.post(f"/api/v1/hosts/{host.pk}/probe/").status_code == 404
+    assert outsider_api.get(f"/api/v1/hosts/{host.pk}/probes/").status_code == 404
+    assert APIClient().get(f"/api/v1/hosts/{host.pk}/probes/").status_code in (401, 403)
+    assert not TaskRun.objects.filter(kind=TaskKind.HOST_PROBE).exists()
+
+
+def test_a_pending_probe_is_joined_and_beat_queues_due_hosts(
+    owner_api: APIClient, host: Host, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False):
+        first = owner_api.post(f"/api/v1/hosts/{host.pk}/probe/").json()
+        second = owner_api.post(f"/api/v1/hosts/{host.pk}/probe/").json()
+    assert first["task_id"] == second["task_id"]
+    # A host with a probe pending is not queued again by beat; others are.
+    other = Host.objects.create(organisation=host.organisation, name="mx2.probe.test",
+                                address=ps.GOOD)  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=False):
+        assert hosts_probe_queue_due() == 1
+    assert TaskRun.objects.filter(kind=TaskKind.HOST_PROBE, object_id=str(other.pk)).exists()
