@@ -508,3 +508,38 @@ def test_the_readme_lists_exactly_the_sudoers_lines_the_engine_needs():
     section = readme.split("## Managed hosts: the deploy user", 1)[1]
     block = section.split("sudoers lines are exactly", 1)[1].split("```text\n", 1)[1]
     assert block.split("```", 1)[0].splitlines() == HostCommands.for_host(host).sudoers("mailsec")
+
+
+def test_a_requested_deployment_runs_on_a_real_worker_and_a_redelivery_does_nothing(
+    rig, owner, celery_worker
+):
+    import time
+
+    from hosts import tasks
+    from hosts.services import deployment_request
+    from mailsec.models import TaskRun, TaskState
+
+    deployment = deployment_request(host_id=rig.host.pk, actor=owner)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        deployment.refresh_from_db()
+        if deployment.state not in (DeploymentState.PENDING, DeploymentState.RUNNING):
+            break
+        time.sleep(0.5)
+    assert deployment.state == DeploymentState.SUCCEEDED, deployment.log
+    assert deployment.requested_by == owner
+    assert f"message_size_limit = {SIZE}" in rig.postconf_n()
+    run = TaskRun.objects.get(object_type="deployment", object_id=str(deployment.pk))
+    for _ in range(40):
+        run.refresh_from_db()
+        if run.state == TaskState.SUCCEEDED:
+            break
+        time.sleep(0.25)
+    assert run.state == TaskState.SUCCEEDED
+    assert run.result == {"state": "succeeded", "deployment": deployment.pk}
+    # A redelivered message (late acks after a lost worker) finds the run finished.
+    log, reloads = deployment.log, rig.postfix.reloads()
+    tasks.deploy_host(str(run.id), deployment.pk)
+    deployment.refresh_from_db()
+    assert deployment.log == log
+    assert rig.postfix.reloads() == reloads
