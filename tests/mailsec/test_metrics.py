@@ -168,3 +168,20 @@ def test_queries_do_not_grow_with_rows(metrics_settings, org, django_assert_max_
         Host.objects.create(organisation=org, name=f"h{i}.test", address="192.0.2.3")
     with django_assert_max_num_queries(20):
         assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 200
+
+
+def test_notifications_are_counted_by_channel_kind_and_state(metrics_settings, org):
+    from django.apps import apps
+
+    if not apps.is_installed("alerts"):
+        pytest.skip("the alerts app is not installed")
+    channel_model = apps.get_model("alerts", "Channel")
+    notification_model = apps.get_model("alerts", "Notification")
+    channel = channel_model.objects.create(
+        organisation=org, kind="webhook", name="hook", target="https://example.org/hook"
+    )
+    for state in ("sent", "sent", "failed"):
+        notification_model.objects.create(channel=channel, subject="s", body="b", state=state)
+    samples = parse(Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode())
+    assert value(samples, "mailsec_notifications", channel="webhook", state="sent") == 2
+    assert value(samples, "mailsec_notifications", channel="webhook", state="failed") == 1
