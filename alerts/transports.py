@@ -132,7 +132,11 @@ def send_mail(recipients: list[str], subject: str, body: str) -> None:
     try:
         email.send()
     except smtplib.SMTPRecipientsRefused as exc:
-        raise PermanentError(f"recipient refused: {exc.recipients}") from None
+        refused = "; ".join(
+            f"{address} ({code} {reply.decode('utf-8', 'replace')})"
+            for address, (code, reply) in exc.recipients.items()
+        )
+        raise PermanentError(f"recipient refused: {refused}"[:300]) from None
     except smtplib.SMTPResponseException as exc:
         text = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:300]
         if 500 <= exc.smtp_code < 600:
