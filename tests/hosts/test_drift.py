@@ -39,6 +39,12 @@ def test_deploy_command_prints_the_outcome_and_exits_non_zero_on_failure(rig, ca
     call_command("deploy", rig.host.name, "--json")
     out = json.loads(capsys.readouterr().out)
     assert out["state"] == "succeeded" and out["host"] == rig.host.name
+    from mailsec.models import AuditLog
+
+    assert AuditLog.objects.filter(action="host.deploy", object_id=str(rig.host.pk)).exists()
+    call_command("deploy", rig.host.name, "--sudoers")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.startswith("root ALL=(root) NOPASSWD: /usr/") for line in lines)
     rig.sshd.new_host_key()
     with pytest.raises(SystemExit) as exited:
         call_command("deploy", rig.host.name)

@@ -7,9 +7,11 @@ import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from hosts.deploy import HostCommands, deployment_run
 from hosts.models import Deployment, DeploymentState, Host
+from mailsec.services.audit import audit_record
 
 
 class Command(BaseCommand):
@@ -42,7 +44,12 @@ class Command(BaseCommand):
             return
         if not host.host_key_confirmed:
             raise CommandError(f"{host.name}: confirm its SSH host key fingerprint first")
-        deployment = Deployment.objects.create(host=host)
+        with transaction.atomic():
+            deployment = Deployment.objects.create(host=host)
+            audit_record(
+                actor=None, action="host.deploy", obj=host, organisation=host.organisation,
+                after={"deployment": str(deployment.uid), "via": "manage.py deploy"},
+            )  # fmt: skip
         deployment_run(deployment.pk)
         deployment.refresh_from_db()
         if options["json"]:
