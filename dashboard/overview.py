@@ -4,8 +4,8 @@ Read-only and aggregate: a fixed number of queries per organisation (check state
 reports, hosts with their last deployment, probes, listings, event counts), none per domain.
 Verdict arithmetic is in `dashboard.scorecard_rules` (pure).
 
-Where a control is both enforced and probed, a live probe result (hosts' ProbeResult, when that
-model exists) is combined with the deployment state; without probes the deployed policy decides.
+Where a control is both enforced and probed, a live probe result (the newest hosts.ProbeResult
+per probe and port) is combined with the deployment state; without probes the deployed policy decides.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from blocklists.models import BlacklistEntry, ListingEvent
 from dashboard import scorecard_rules as rules
 from dns_records.models import CheckEvent, CheckState, DkimKey, DkimKeyState, Domain
 from dns_records.names import display_domain
-from hosts import models as host_models
-from hosts.models import Deployment, DeploymentState, Host, HostEvent
+from hosts.models import Deployment, DeploymentState, Host, HostEvent, ProbeResult
 from hosts.policy import PolicyValues
 from hosts.selectors import policy_values
 from mailsec.models import Organisation
@@ -138,15 +137,12 @@ def _hosts(organisation: Organisation) -> list[_HostRow]:
 
 
 def _probes(organisation: Organisation) -> dict[int, list[tuple[str, int, str, str]]]:
-    """Each host's newest probe per (name, port) of the last 30 days, if probes exist at all."""
-    probe_model = getattr(host_models, "ProbeResult", None)
-    if probe_model is None:
-        return {}
+    """Each host's newest probe per (name, port) of the last 30 days."""
     since = timezone.now() - PROBE_WINDOW
-    newest = probe_model.objects.filter(
+    newest = ProbeResult.objects.filter(
         host=OuterRef("host"), name=OuterRef("name"), port=OuterRef("port")
     ).order_by("-probed_at", "-id")
-    rows = probe_model.objects.filter(host__organisation=organisation, probed_at__gte=since).filter(
+    rows = ProbeResult.objects.filter(host__organisation=organisation, probed_at__gte=since).filter(
         pk=Subquery(newest.values("pk")[:1])
     )
     found: dict[int, list[tuple[str, int, str, str]]] = {}
@@ -333,6 +329,7 @@ def scorecard(user: User, organisation: Organisation) -> Scorecard:
     probes = _probes(organisation)
     by_domain = _domain_controls(organisation, domains)
     listings = _listing_findings(user, organisation)
+    listed = blocklist_selectors.listed_domain_ids(user) & set(domains)
     control = {c.key: c for c in rules.CONTROLS}
     no_hosts = "No managed hosts: nothing is deployed or probed yet."
     verdicts: dict[str, rules.Verdict] = {}
@@ -447,7 +444,11 @@ def scorecard(user: User, organisation: Organisation) -> Scorecard:
         overall=rules.overall(ordered),
         action_first=rules.action_first(ordered),
         domains_total=len(domain_rows),
-        domain_counts=_counts(status for _, _, status in domain_rows),
+        # As the domain list counts them: a listed domain (or MX address) is a fail.
+        domain_counts=_counts(
+            rules.FAIL if pk in listed else (status or rules.UNMEASURED)
+            for pk, _, status in domain_rows
+        ),
         hosts_total=len(hosts),
         host_counts=_counts(h.deploy_status for h in hosts),
         trends=_trends(organisation, now),
