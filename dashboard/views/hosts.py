@@ -1,7 +1,8 @@
 """Managed hosts: the list and the form to register one; a host's page with the fingerprint to
 confirm, mailsec's public key to install, what it serves, the files a deployment would write
 with their diff, the Deploy button, deployments (polled while one is unfinished) and drift
-events; and the hosts serving a domain, on the domain's page.
+events, live probe results with "Probe now" (polled while a probe is queued); and the hosts
+serving a domain with their probe results, on the domain's page.
 
 Reads go through hosts' selectors, writes through its services, which check the role and audit.
 """
@@ -165,6 +166,40 @@ def _settings_context(request: HtmxRequest, host: Host, **extra: Any) -> dict[st
     }
 
 
+def _probes_context(request: HtmxRequest, host: Host, **extra: Any) -> dict[str, Any]:
+    return {
+        "host": host,
+        "probes": selectors.probe_results_current(host),
+        "probe_pending": selectors.probe_pending(host) is not None,
+        "can_write": can_write(request.user, host.organisation),
+        **extra,
+    }
+
+
+@require_GET
+def host_probes(request: HtmxRequest, pk: int) -> HttpResponse:
+    host = _host(request, pk)
+    return render(request, "dashboard/partials/hosts/probes.html", _probes_context(request, host))
+
+
+@require_POST
+def host_probe(request: HtmxRequest, pk: int) -> HttpResponse:
+    """Probe now: queue a probe (or join the one queued); the section polls until it ends."""
+    host = _host(request, pk)
+    error = ""
+    try:
+        services.host_probe_request(host=host, actor=request.user)
+    except services.ProbeRateLimited as exc:
+        error = str(exc)
+    except PermissionDenied as exc:
+        error = _errors(exc)
+    return render(
+        request,
+        "dashboard/partials/hosts/probes.html",
+        _probes_context(request, host, probe_error=error),
+    )
+
+
 def _rendered_context(host: Host) -> dict[str, Any]:
     try:
         return {"rendered": selectors.host_rendered(host), "rendered_error": ""}
@@ -180,6 +215,7 @@ def host_detail(request: HtmxRequest, pk: int) -> HttpResponse:
         **_settings_context(request, host),
         **_deployments_context(request, host),
         **_rendered_context(host),
+        **_probes_context(request, host),
         "events": list(selectors.events_of(host)[:50]),
         "authorized_keys_line": host.ssh_public_key.strip(),
     }
@@ -317,5 +353,10 @@ def domain_hosts(request: HtmxRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "dashboard/partials/hosts/domain_hosts.html",
-        {"domain": domain, "hosts": list(selectors.hosts_serving(domain))},
+        {
+            "domain": domain,
+            "hosts": list(selectors.hosts_serving(domain)),
+            # The MX view's live side: each serving host's current probe results.
+            "host_probes": selectors.probe_results_for_domain(domain),
+        },
     )

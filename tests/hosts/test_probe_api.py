@@ -8,9 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from dns_records.models import Domain
 from hosts.models import Host, HostEvent, ProbeResult
 from hosts.services import hosts_probe_queue_due
 from mailsec.models import TaskKind, TaskRun, TaskState
@@ -95,3 +97,46 @@ def test_a_pending_probe_is_joined_and_beat_queues_due_hosts(
     with django_capture_on_commit_callbacks(execute=False):
         assert hosts_probe_queue_due() == 1
     assert TaskRun.objects.filter(kind=TaskKind.HOST_PROBE, object_id=str(other.pk)).exists()
+
+
+HTMX = {"HX-Request": "true"}
+
+
+def _login(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_host_page_shows_probes_and_probe_now_polls(
+    owner: Any, viewer: Any, outsider: Any, host: Host, django_capture_on_commit_callbacks: Any
+) -> None:
+    ProbeResult.objects.create(
+        host=host, name="smtp_relay", address=ps.GOOD, port=25, status="fail",
+        summary="Open relay: RCPT TO accepted", details={},
+        probed_at=timezone.now() - timedelta(minutes=10),
+    )  # fmt: skip
+    domain = Domain.objects.create(organisation=host.organisation, name="probe.test")
+    host.domains.add(domain)
+    page = _login(viewer).get(f"/hosts/{host.pk}/").content.decode()
+    assert 'id="host-probes"' in page and "Open relay: RCPT TO accepted" in page
+    assert "Probe now" not in page  # viewers read only
+    assert _login(viewer).post(f"/hosts/{host.pk}/probe/", headers=HTMX).status_code in (200, 403)
+    assert not TaskRun.objects.filter(kind=TaskKind.HOST_PROBE).exists()
+    assert _login(outsider).get(f"/hosts/{host.pk}/probes/").status_code == 404
+    # CSRF is enforced on Probe now.
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(owner)
+    assert strict.post(f"/hosts/{host.pk}/probe/", headers=HTMX).status_code == 403
+    with django_capture_on_commit_callbacks(execute=False):
+        response = _login(owner).post(f"/hosts/{host.pk}/probe/", headers=HTMX)
+    body = response.content.decode()
+    assert response.status_code == 200 and "probing…" in body and 'hx-trigger="every 2s"' in body
+    assert TaskRun.objects.filter(kind=TaskKind.HOST_PROBE, object_id=str(host.pk)).count() == 1
+    # Once it ends, asking again within the minute says so in place.
+    TaskRun.objects.filter(kind=TaskKind.HOST_PROBE).update(state=TaskState.SUCCEEDED)
+    again = _login(owner).post(f"/hosts/{host.pk}/probe/", headers=HTMX).content.decode()
+    assert "less than a minute ago" in again and 'role="alert"' in again
+    # The domain's page section lists the serving host's probe results.
+    section = _login(viewer).get(f"/domains/{domain.pk}/hosts/", headers=HTMX).content.decode()
+    assert f'id="domain-probes-{host.pk}"' in section and "smtp_relay" in section
