@@ -60,7 +60,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=15)
+# Longer than deploy_host's hard time limit (hosts.tasks), so a lease outlives its worker only
+# when that worker died, never while it still runs.
+LEASE = timedelta(minutes=20)
 DEFAULT_WAIT = 300.0
 FINISHED = (
     DeploymentState.SUCCEEDED,
