@@ -1,0 +1,140 @@
+"""The other sources (blocklist listings, host events), the other transports' payloads through
+the real HTTPS receiver, the email URL, the digest through the SMTP server, and the beat entries."""
+
+from __future__ import annotations
+
+import email
+import json
+from datetime import timedelta
+from email import policy as email_policy
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from alerts import engine, services
+from alerts.digest import build, send_digest
+from alerts.email_url import InvalidEmailUrl, parse_email_url
+from alerts.models import AlertState, Notification, NotificationState
+from alerts.tasks import deliver_notification
+from blocklists.models import BlocklistTarget, Listing
+from dns_records.models import CheckEvent, Domain
+from hosts.models import Host, HostEvent
+from mailsec.celery import app as celery_app
+
+pytestmark = pytest.mark.django_db
+
+
+def deliver_pending() -> None:
+    for notification in Notification.objects.filter(state=NotificationState.PENDING):
+        deliver_notification.apply(args=(notification.pk,))
+
+
+def channel_with_rule(org: Any, owner: Any, kind: str, url: str, **rule: Any) -> Any:
+    channel, _secret = services.channel_create(
+        organisation=org, kind=kind, name=kind, target=url, actor=owner
+    )
+    services.rule_create(
+        organisation=org, channels=[channel.pk], min_status="fail", actor=owner, **rule
+    )
+    return channel
+
+
+def test_listing_held_two_polls_is_told_and_recovery(org, owner, webhook) -> None:
+    channel_with_rule(org, owner, "webhook", webhook.url, events=["blocklist"])
+    target = BlocklistTarget.objects.create(organisation=org, kind="ip", value="192.0.2.25")
+    when = timezone.now() - timedelta(hours=2)
+    listing = Listing.objects.create(
+        target=target, zone="zen.spamhaus.org", status="clean", checked_at=when, changed_at=when
+    )
+    for status in ("listed", "listed", "listed", "clean"):
+        when += timedelta(minutes=10)
+        Listing.objects.filter(pk=listing.pk).update(status=status, checked_at=when)
+        engine.evaluate(now=when)
+        deliver_pending()
+    bodies = [json.loads(r.body) for r in webhook.requests]
+    assert [(b["changes"][0]["key"], b["changes"][0]["kind"]) for b in bodies] == [
+        ("listing:192.0.2.25:zen.spamhaus.org", "problem"),
+        ("listing:192.0.2.25:zen.spamhaus.org", "recovery"),
+    ]
+
+
+def test_host_drift_told_at_once_and_rule_filters_hosts(org, owner, webhook) -> None:
+    channel_with_rule(org, owner, "webhook", webhook.url, hosts=["mx1.example.com"])
+    mx1 = Host.objects.create(organisation=org, name="mx1.example.com", address="192.0.2.10")
+    mx2 = Host.objects.create(organisation=org, name="mx2.example.com", address="192.0.2.11")
+    HostEvent.objects.create(host=mx1, kind="drift", summary="main.cf edited by hand")
+    HostEvent.objects.create(host=mx2, kind="drift", summary="main.cf edited by hand")
+    engine.evaluate()
+    deliver_pending()
+    assert len(webhook.requests) == 1
+    change = json.loads(webhook.requests[0].body)["changes"]
+    assert change == [{"key": "host:mx1.example.com:drift", "kind": "problem", "status": "fail",
+                       "previous": "ok", "summary": "main.cf edited by hand"}]  # fmt: skip
+    assert AlertState.objects.filter(key="host:mx2.example.com:drift", status="fail").exists()
+    engine.evaluate()  # the same events again: nothing new
+    deliver_pending()
+    assert len(webhook.requests) == 1
+
+
+@pytest.mark.parametrize("kind", ["slack", "teams", "ntfy"])
+def test_chat_transports_post_their_shapes(org, owner, webhook, kind) -> None:
+    channel = channel_with_rule(org, owner, kind, webhook.url)
+    notification = services.channel_test(channel=channel, actor=owner)
+    assert deliver_notification.apply(args=(notification.pk,)).get() == "sent"
+    (received,) = webhook.requests
+    if kind == "slack":
+        body = json.loads(received.body)
+        assert body["text"] == "[mailsec] Acme Mail: test message"
+        assert body["blocks"][0]["type"] == "header"
+    elif kind == "teams":
+        body = json.loads(received.body)
+        card = body["attachments"][0]
+        assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+        assert card["content"]["type"] == "AdaptiveCard"
+    else:
+        assert received.headers["Title"] == "[mailsec] Acme Mail: test message"
+        assert received.headers["Priority"] == "low"
+        assert received.body.decode().startswith("This is a test of the alert channel")
+    assert "X-Mailsec-Signature" not in received.headers
+
+
+def test_email_url_parsing() -> None:
+    assert parse_email_url("smtp+tls://u%40x:p%3Aw@mail.example.com") == {
+        "host": "mail.example.com", "port": 587, "username": "u@x", "password": "p:w",
+        "use_tls": True, "use_ssl": False,
+    }  # fmt: skip
+    assert parse_email_url("smtp://127.0.0.1:2525")["port"] == 2525
+    assert parse_email_url("smtp+ssl://h")["use_ssl"] is True
+    for bad in ("http://h", "smtp://", "smtp://h:99999"):
+        with pytest.raises(InvalidEmailUrl):
+            parse_email_url(bad)
+
+
+def test_digest_through_smtp(org, owner, smtp, monkeypatch) -> None:
+    owner.email = "olivia@example.com"
+    owner.save()
+    domain = Domain.objects.create(organisation=org, name="example.com")
+    CheckEvent.objects.create(domain=domain, name="dmarc", previous_status="ok", status="fail",
+                              summary="p=none", created_at=timezone.now())  # fmt: skip
+    AlertState.objects.create(organisation=org, key="check:example.com:dmarc", event="check",
+                              status="fail", since=timezone.now())  # fmt: skip
+    subject, body = build(org, timezone.now())
+    assert subject == "[mailsec] Acme Mail: digest"
+    assert "- example.com dmarc: ok -> fail" in body
+    assert "- check:example.com:dmarc: fail since" in body
+    assert "- no reports" in body
+    from alerts.tasks import send_owner_mail
+
+    monkeypatch.setattr(send_owner_mail, "delay", lambda *args: send_owner_mail.apply(args=args))
+    assert send_digest(org.pk) is True
+    (message,) = smtp.messages
+    parsed = email.message_from_bytes(message[2], policy=email_policy.default)
+    assert parsed["Subject"] == subject and message[1] == ["olivia@example.com"]
+
+
+def test_beat_entries_name_registered_tasks() -> None:
+    celery_app.loader.import_default_modules()
+    for name in ("evaluate-alerts", "send-alert-digests"):
+        assert settings.CELERY_BEAT_SCHEDULE[name]["task"] in celery_app.tasks
