@@ -20,6 +20,8 @@ from aiosmtpd.controller import Controller
 WEBHOOK_ADDRESS = "127.0.0.100"
 SMTP_ADDRESS = "127.0.0.101"
 SILENT_ADDRESS = "127.0.0.102"
+KNOT_ADDRESS = "127.0.0.103"
+HOOK_NAME = "hook.alerts.test"
 
 
 def make_certificates(directory: Path, address: str) -> tuple[Path, Path, Path]:
@@ -51,7 +53,8 @@ def make_certificates(directory: Path, address: str) -> tuple[Path, Path, Path]:
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
+            [x509.IPAddress(ipaddress.ip_address(address)), x509.DNSName(HOOK_NAME)]),
+            critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                        critical=False)
@@ -168,11 +171,43 @@ def smtp(smtp_server: tuple[Controller, _Handler], settings: Any) -> _Handler:
     return handler
 
 
+@pytest.fixture(scope="session")
+def alerts_knot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Knot on 127.0.0.103 serving alerts.test: hook -> the receiver, internal -> the listener."""
+    from tests.servers import KnotServer
+
+    server = KnotServer(
+        tmp_path_factory.mktemp("alerts-knot"), address=KNOT_ADDRESS,
+        source=Path(__file__).resolve().parent / "zones",
+    )  # fmt: skip
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def alerts_dns(alerts_knot: Any, settings: Any) -> Any:
+    from mailsec.env import parse_nameserver
+
+    settings.MAILSEC_DNS_NAMESERVERS = [parse_nameserver(alerts_knot.nameserver)]
+    settings.MAILSEC_DNS_TIMEOUT = 2.0
+    return alerts_knot
+
+
 @dataclass
 class SilentListener:
     address: str
     port: int
     connections: list[tuple[str, int]]
+
+    def seen(self) -> list[tuple[str, int]]:
+        """The connections accepted, after giving a pending one time to be accepted."""
+        import time
+
+        time.sleep(0.5)
+        return self.connections
 
 
 @pytest.fixture

@@ -157,7 +157,7 @@ def test_private_address_refused_without_connection(org, owner, silent_listener,
     notification = Notification.objects.get(channel=channel)
     assert notification.state == NotificationState.FAILED
     assert "outside the networks mailsec may reach" in notification.error
-    assert silent_listener.connections == []
+    assert silent_listener.seen() == []
     channel.refresh_from_db()
     assert (
         channel.consecutive_failures == 1 and "MAILSEC_PROBE_ALLOW_NETWORKS" in channel.last_error
@@ -241,3 +241,28 @@ def test_default_rule_mails_owners_fail_only(
     assert smtp.messages[0][1] == ["olivia@example.com"]
     parsed = email.message_from_bytes(smtp.messages[0][2], policy=email_policy.default)
     assert "now FAIL" in parsed["Subject"]
+
+
+def test_named_webhook_resolved_through_mailsecs_resolver(org, owner, webhook, alerts_dns) -> None:
+    url = f"https://hook.alerts.test:{webhook.port}/hook"
+    _channel, secret = hook_channel(org, owner, url)
+    runs = Runs(org)
+    runs.run("fail")
+    runs.run("fail")
+    (received,) = webhook.requests
+    assert received.headers["Host"] == f"hook.alerts.test:{webhook.port}"
+    verify(received, secret)
+
+
+def test_name_resolving_to_internal_address_refused_without_connection(
+    org, owner, silent_listener, alerts_dns, settings
+) -> None:
+    settings.MAILSEC_PROBE_ALLOW_NETWORKS = []
+    url = f"https://internal.alerts.test:{silent_listener.port}/hook"
+    channel, _secret = hook_channel(org, owner, url)
+    notification = services.channel_test(channel=channel, actor=owner)
+    deliver_notification.apply(args=(notification.pk,))
+    notification.refresh_from_db()
+    assert notification.state == NotificationState.FAILED
+    assert notification.error.startswith("not sent: internal.alerts.test resolves to 127.0.0.102")
+    assert silent_listener.seen() == []
