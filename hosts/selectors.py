@@ -285,16 +285,25 @@ def probe_pending(host: Host) -> TaskRun | None:
     )
 
 
-def probe_last_requested(host: Host) -> datetime | None:
-    """When the host's last probe was queued (or, without a run, last recorded)."""
+def probe_last_requested(host: Host, *, same_target: bool = False) -> datetime | None:
+    """When the host's last probe was queued (or, without a run, last recorded).
+
+    `same_target`: of any host (in any organisation) at the same address, so registering the
+    address twice does not probe it twice as often."""
+    hosts = (
+        Host.objects.filter(address=host.address)
+        if same_target
+        else Host.objects.filter(pk=host.pk)
+    )
+    ids = [str(pk) for pk in hosts.values_list("pk", flat=True)] or [str(host.pk)]
     run = (
-        TaskRun.objects.filter(kind=TaskKind.HOST_PROBE, object_type="host", object_id=str(host.pk))
+        TaskRun.objects.filter(kind=TaskKind.HOST_PROBE, object_type="host", object_id__in=ids)
         .order_by("-created_at")
         .values_list("created_at", flat=True)
         .first()
     )
     recorded = (
-        ProbeResult.objects.filter(host=host)
+        ProbeResult.objects.filter(host__in=hosts)
         .order_by("-probed_at")
         .values_list("probed_at", flat=True)
         .first()

@@ -20,6 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from dns_records.lookups import LookupStatus
@@ -519,11 +520,11 @@ def host_probe_request(*, host: Host, actor: Actor, system: bool = False) -> Tas
     pending = selectors.probe_pending(host)
     if pending is not None:
         return pending
-    last = selectors.probe_last_requested(host)
+    last = selectors.probe_last_requested(host, same_target=True)
     if last is not None and timezone.now() - last < PROBE_MIN_INTERVAL:
         wait = int((PROBE_MIN_INTERVAL - (timezone.now() - last)).total_seconds()) + 1
         raise ProbeRateLimited(
-            f"{host.name} was probed less than a minute ago; try again in {wait} s.", wait
+            f"{host.address} was probed less than a minute ago; try again in {wait} s.", wait
         )
     return _probe_queue(host=host, actor=actor)
 
@@ -540,9 +541,20 @@ def _probe_queue(*, host: Host, actor: Actor) -> TaskRun:
     return run
 
 
+PROBE_HISTORY_KEPT = timedelta(days=90)
+
+
 def hosts_probe_queue_due(*, now: datetime | None = None) -> int:
-    """Beat: queue a probe of every host not probed within MAILSEC_PROBE_INTERVAL_MINUTES."""
+    """Beat: queue a probe of every host not probed within MAILSEC_PROBE_INTERVAL_MINUTES, and
+    delete results older than 90 days (the newest of each probe is kept whatever its age)."""
     now = now or timezone.now()
+    newer = ProbeResult.objects.filter(
+        host=OuterRef("host"), name=OuterRef("name"), port=OuterRef("port"),
+        probed_at__gt=OuterRef("probed_at"),
+    )  # fmt: skip
+    ProbeResult.objects.filter(probed_at__lt=now - PROBE_HISTORY_KEPT).filter(
+        Exists(newer)
+    ).delete()
     interval = timedelta(minutes=settings.MAILSEC_PROBE_INTERVAL_MINUTES)
     queued = 0
     for host in Host.objects.select_related("organisation"):

@@ -1,7 +1,7 @@
 """Real Postfix, Dovecot and Knot for the probe tests, on 127.0.0.90-99.
 
-One Postfix serves several SMTP listeners on port 25, each on its own address with its own
-faults (`-o` overrides in master.cf); two Dovecots serve IMAP/POP3 (one correct, one allowing
+One Postfix serves several SMTP listeners on port 25 (and 587 and 465 on the correct address),
+each on its own address with its own faults (`-o` overrides in master.cf); two Dovecots serve IMAP/POP3 (one correct, one allowing
 cleartext login and TLS 1.0). A Knot on 127.0.0.99 answers PTR and TLSA questions. The
 certificates are signed by a CA made here (given to mailsec as MAILSEC_TLS_CA_FILE).
 """
@@ -207,6 +207,8 @@ class ProbePostfix:
         wrong_cert, wrong_key = self.certs.wrong_name
         listeners = [
             f"{GOOD}:25 {smtpd}",
+            f"{GOOD}:587 {smtpd}\n  -o smtpd_tls_security_level=encrypt",
+            f"{GOOD}:465 {smtpd}\n  -o smtpd_tls_wrappermode=yes",
             f"{PLAIN_AUTH}:25 {smtpd}\n  -o smtpd_tls_auth_only=no",
             f"{OLD_TLS}:25 {smtpd}\n  -o smtpd_tls_protocols=>=TLSv1\n"
             "  -o tls_medium_cipherlist=DEFAULT:@SECLEVEL=0",
@@ -219,9 +221,10 @@ class ProbePostfix:
         (self.config_dir / "master.cf").write_text("\n".join(lines + listeners) + "\n")
         run(binary("postfix"), "-c", str(self.config_dir), "post-install", "create-missing")
         run(binary("postfix"), "-c", str(self.config_dir), "start")
-        for address in (GOOD, PLAIN_AUTH, OLD_TLS, OPEN_RELAY, EXPIRED, WRONG_NAME):
-            if not wait_for_tcp(address, 25, 20):
-                raise RuntimeError(f"postfix did not listen on {address}:25: " + self.log())
+        listening = [(a, 25) for a in (GOOD, PLAIN_AUTH, OLD_TLS, OPEN_RELAY, EXPIRED, WRONG_NAME)]
+        for address, port in [*listening, (GOOD, 587), (GOOD, 465)]:
+            if not wait_for_tcp(address, port, 20):
+                raise RuntimeError(f"postfix did not listen on {address}:{port}: " + self.log())
 
     def stop(self) -> None:
         pid_file = self.base / "spool" / "pid" / "master.pid"

@@ -122,6 +122,10 @@ def test_correct_server_is_ok_throughout(servers: Servers, probe_settings: None,
         "imap_cleartext_login", "pop3_tls", "pop3_starttls", "pop3_certificate",
         "pop3_cleartext_login",
     } <= names  # fmt: skip
+    # Submission (STARTTLS) and SMTPS (implicit TLS) are probed the same way.
+    assert {("smtp_starttls", 587), ("smtp_auth", 587), ("smtp_certificate", 587)} <= set(results)
+    assert {("smtp_tls", 465), ("smtp_certificate", 465)} <= set(results)
+    assert results[("smtp_tls", 465)]["details"]["legacy_tls_accepted"] is False
     starttls = results[("smtp_starttls", 25)]
     assert starttls["details"]["protocol"] in ("TLSv1.2", "TLSv1.3")
     assert starttls["details"]["legacy_tls_accepted"] is False

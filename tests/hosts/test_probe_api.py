@@ -140,3 +140,31 @@ def test_host_page_shows_probes_and_probe_now_polls(
     # The domain's page section lists the serving host's probe results.
     section = _login(viewer).get(f"/domains/{domain.pk}/hosts/", headers=HTMX).content.decode()
     assert f'id="domain-probes-{host.pk}"' in section and "smtp_relay" in section
+
+
+def test_beat_prunes_old_results_but_keeps_each_newest(
+    host: Host, django_capture_on_commit_callbacks: Any
+) -> None:
+    now = timezone.now()
+    made = {}
+    for name, days in (("smtp_relay", 200), ("smtp_relay", 100), ("smtp_relay", 1), ("dane", 120)):
+        made[(name, days)] = ProbeResult.objects.create(
+            host=host, name=name, address=ps.GOOD, port=25, status="ok", summary="",
+            details={}, probed_at=now - timedelta(days=days),
+        ).pk  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=False):
+        hosts_probe_queue_due(now=now)
+    left = set(ProbeResult.objects.values_list("pk", flat=True))
+    assert left == {made[("smtp_relay", 1)], made[("dane", 120)]}
+
+
+def test_same_address_under_two_hosts_is_probed_once_a_minute(
+    owner_api: APIClient, host: Host, other_org: Any, outsider_api: APIClient,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    twin = Host.objects.create(organisation=other_org, name="twin.example", address=host.address)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert owner_api.post(f"/api/v1/hosts/{host.pk}/probe/").status_code == 202
+        TaskRun.objects.filter(kind=TaskKind.HOST_PROBE).update(state=TaskState.SUCCEEDED)
+        response = outsider_api.post(f"/api/v1/hosts/{twin.pk}/probe/")
+    assert response.status_code == 429, response.content
