@@ -35,7 +35,6 @@ from mailsec.models import Organisation, Role
 logger = logging.getLogger(__name__)
 
 OVERLAP = timedelta(minutes=10)
-EVENTS = ("check", "blocklist", "dkim", "drift", "deploy", "probe", "report_volume")
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,17 @@ class Channel(models.Model):
         return f"alerts.Channel:{self.uid}:secret"
 
     @property
+    def target_display(self) -> str:
+        """The target as pages and the API show it: a URL's path and query often are the
+        credential itself (Slack and Teams webhook URLs, ntfy topics), so only its scheme and
+        host are shown after creation."""
+        if self.kind == ChannelKind.EMAIL:
+            return self.target
+        scheme, _, rest = self.target.partition("://")
+        host = rest.split("/", 1)[0].split("?", 1)[0]
+        return f"{scheme}://{host}/…"
+
+    @property
     def enabled(self) -> bool:
         return self.disabled_at is None
 

@@ -22,7 +22,7 @@ from mailsec.services.audit import Actor, audit_record
 
 MAX_CHANNELS = 50
 MAX_RULES = 100
-EVENT_KINDS = ("check", "blocklist", "dkim", "drift", "deploy", "probe", "report_volume")
+EVENT_KINDS = ("check", "blocklist", "dkim", "drift", "deploy", "probe")
 
 
 def _require_write(actor: Actor, organisation: Organisation) -> None:

@@ -11,6 +11,10 @@ from alerts.services import EVENT_KINDS
 class ChannelSerializer(serializers.ModelSerializer[Channel]):
     organisation = serializers.CharField(source="organisation.slug", read_only=True)
     enabled = serializers.BooleanField(read_only=True)
+    target = serializers.CharField(
+        source="target_display", read_only=True,
+        help_text="A URL's path and query are hidden: they often are the credential",
+    )  # fmt: skip
 
     class Meta:
         model = Channel

@@ -28,6 +28,7 @@ def test_create_webhook_shows_secret_once(owner_api: Any) -> None:
     listed = owner_api.get("/api/v1/channels/").json()
     rows = listed["results"] if isinstance(listed, dict) else listed
     assert rows[0]["name"] == "ops" and "secret" not in rows[0]
+    assert rows[0]["target"] == "https://hooks.example.com/…"  # the path may be the credential
     assert secret not in str(owner_api.get(f"/api/v1/channels/{channel.pk}/").content)
     assert AuditLog.objects.filter(action="alerts.channel.create").count() == 1
     assert secret not in str(list(AuditLog.objects.values()))
