@@ -40,6 +40,18 @@ RELAY_FROM = "relay-test@mailsec-probe.example.com"
 RELAY_TO = "relay-test@example.net"
 
 
+def visible(text: str) -> str:
+    """Control characters (a NUL, which PostgreSQL refuses in JSON, among them) as escapes."""
+    return "".join(
+        c
+        if c.isprintable() or c == "\t"
+        else f"\\x{ord(c):02x}"
+        if ord(c) < 256
+        else f"\\u{ord(c):04x}"
+        for c in text
+    )
+
+
 class ProbeRefused(Exception):
     """The address may not be probed (not global, outside MAILSEC_PROBE_ALLOW_NETWORKS)."""
 
@@ -126,7 +138,7 @@ class _Conn:
                 raise ProbeError("the server closed the connection")
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
-        return line.rstrip(b"\r").decode("utf-8", errors="replace")
+        return visible(line.rstrip(b"\r").decode("utf-8", errors="replace"))
 
     def smtp_reply(self) -> tuple[int, list[str]]:
         lines: list[str] = []
@@ -216,14 +228,15 @@ def _chain(tls: ssl.SSLSocket) -> tuple[tuple[bytes, bytes], ...]:
 def _names(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+        names = [visible(str(n)) for n in san.get_values_for_type(x509.DNSName)]
         names += [str(a) for a in san.get_values_for_type(x509.IPAddress)]
         if names:
             return tuple(names)
     except x509.ExtensionNotFound:
         pass
     return tuple(
-        str(a.value) for a in cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+        visible(str(a.value))
+        for a in cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
     )
 
 

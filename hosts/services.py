@@ -681,7 +681,8 @@ def host_probe_run(
         ProbeResult.objects.bulk_create(rows)
         for row in rows:
             before = previous.get((row.name, row.port))
-            if before != row.status:
+            # A change of status; a probe's first result only when it is not ok.
+            if before != row.status and (before is not None or row.status != "ok"):
                 HostEvent.objects.create(
                     host=host, kind="probe",
                     summary=f"{row.name} port {row.port}: {before or 'new'} -> {row.status}: "

@@ -130,13 +130,13 @@ def test_correct_server_is_ok_throughout(servers: Servers, probe_settings: None,
     assert starttls["details"]["protocol"] in ("TLSv1.2", "TLSv1.3")
     assert starttls["details"]["legacy_tls_accepted"] is False
     assert results[("smtp_relay", 25)]["details"]["rcpt_reply"][0] >= 400
-    # Stored as history and current state; the first results are events.
+    # Stored as history and current state; a first result that is ok is no event.
     assert ProbeResult.objects.filter(host=host).count() == len(results)
-    assert HostEvent.objects.filter(host=host, kind="probe").count() == len(results)
+    assert not HostEvent.objects.filter(host=host, kind="probe").exists()
     # A second run with the same statuses adds history but no event.
     _run(servers, host)
     assert ProbeResult.objects.filter(host=host).count() == 2 * len(results)
-    assert HostEvent.objects.filter(host=host, kind="probe").count() == len(results)
+    assert not HostEvent.objects.filter(host=host, kind="probe").exists()
 
 
 def test_auth_offered_before_starttls_and_cleartext_mailbox_login(
@@ -273,3 +273,67 @@ def test_probe_command_prints_the_check_shape(
     results = json.loads(out.getvalue())
     assert all(set(r) == {"name", "status", "summary", "details", "checked_at"} for r in results)
     assert any(r["name"] == "smtp_auth" and r["status"] == "fail" for r in results)
+
+
+HOSTILE = "127.0.0.97"
+
+
+def _hostile_server(replies: list[bytes]) -> tuple[socket.socket, threading.Thread]:
+    """Accepts connections on HOSTILE and answers each with `replies`, one per line read."""
+    listener = socket.socket()
+    listener.bind((HOSTILE, 0))
+    listener.listen()
+    listener.settimeout(5)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    conn.sendall(replies[0])
+                    for reply in replies[1:]:
+                        if not conn.recv(1024):
+                            break
+                        conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def _probe_port(servers: Servers, org: Any, port: int) -> dict[str, Any]:
+    host = _host(org, HOSTILE)
+    ports = ProbePorts(smtp=port, submission=1, smtps=1, imap=1, imaps=1, pop3=1, pop3s=1)
+    return host_probe_run(host.pk, resolver=servers.resolver(), total_seconds=10, ports=ports)
+
+
+def test_hostile_replies_are_stored_visibly(
+    servers: Servers, probe_settings: None, org: Any
+) -> None:
+    """A NUL and control bytes in the banner and EHLO are stored as escapes (PostgreSQL refuses
+    a NUL in JSON); an over-long line is an error, not a hang."""
+    listener, _thread = _hostile_server(
+        [b"220 evil\x00name\x1b[31m ESMTP\r\n", b"250-evil\r\n250 SIZE 1\x00\r\n", b"221 bye\r\n"]
+    )
+    try:
+        outcome = _probe_port(servers, org, listener.getsockname()[1])
+    finally:
+        listener.close()
+    found = {r["name"]: r for r in outcome["results"]}
+    banner = found["smtp_banner_ptr"]["details"]["banner"]
+    assert "\x00" not in banner and "\\x00" in banner and "\\x1b" in banner
+    assert found["smtp_starttls"]["status"] == "fail"  # no STARTTLS offered
+    stored = ProbeResult.objects.get(name="smtp_banner_ptr", host__address=HOSTILE)
+    assert "\\x00" in stored.details["banner"]
+
+    listener, _thread = _hostile_server([b"220 " + b"x" * 10_000])
+    try:
+        outcome = _probe_port(servers, org, listener.getsockname()[1])
+    finally:
+        listener.close()
+    [smtp] = [r for r in outcome["results"] if r["name"] == "smtp_starttls"]
+    assert smtp["status"] == "error" and "longer than 4096" in smtp["summary"]
