@@ -1,12 +1,15 @@
 from django.urls import path, register_converter
 
 from dashboard.views import (
+    alerts,
     audit,
     blocklists,
     dkim,
     domains,
     hosts,
     members,
+    metrics,
+    overview,
     policies,
     report_mailboxes,
     reports,
@@ -32,7 +35,8 @@ class RowId:
 register_converter(RowId, "id")
 
 urlpatterns = [
-    path("", domains.domain_list, name="home"),
+    path("", overview.overview, name="home"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("domains/", domains.domain_list, name="domain_list"),
     path("domains/add/", domains.domain_add, name="domain_add"),
     path("domains/<id:pk>/", domains.domain_detail, name="domain_detail"),
@@ -75,6 +79,23 @@ urlpatterns = [
         name="blocklist_zone_remove",
     ),
     path("domains/<id:pk>/blocklists/", blocklists.domain_listings, name="domain_listings"),
+    path("alerts/", alerts.alerts_page, name="alerts_page"),
+    path("alerts/<slug:slug>/channels/", alerts.alert_channel_add, name="alert_channel_add"),
+    path("alerts/<slug:slug>/rules/", alerts.alert_rule_add, name="alert_rule_add"),
+    path("alert-channels/<id:pk>/test/", alerts.alert_channel_test, name="alert_channel_test"),
+    path(
+        "alert-channels/<id:pk>/enable/", alerts.alert_channel_enable, name="alert_channel_enable"
+    ),
+    path(
+        "alert-channels/<id:pk>/remove/", alerts.alert_channel_remove, name="alert_channel_remove"
+    ),
+    path("alert-rules/<id:pk>/remove/", alerts.alert_rule_remove, name="alert_rule_remove"),
+    path(
+        "alert-states/<id:pk>/acknowledge/",
+        alerts.alert_state_acknowledge,
+        name="alert_state_acknowledge",
+    ),
+    path("alert-states/<id:pk>/snooze/", alerts.alert_state_snooze, name="alert_state_snooze"),
     path("hosts/", hosts.host_list, name="host_list"),
     path("hosts/add/", hosts.host_add, name="host_add"),
     path("hosts/<id:pk>/", hosts.host_detail, name="host_detail"),
@@ -84,6 +105,8 @@ urlpatterns = [
     path("hosts/<id:pk>/deploy/", hosts.host_deploy, name="host_deploy"),
     path("hosts/<id:pk>/deployments/", hosts.host_deployments, name="host_deployments"),
     path("hosts/<id:pk>/delete/", hosts.host_delete, name="host_delete"),
+    path("hosts/<id:pk>/probe/", hosts.host_probe, name="host_probe"),
+    path("hosts/<id:pk>/probes/", hosts.host_probes, name="host_probes"),
     path("domains/<id:pk>/hosts/", hosts.domain_hosts, name="domain_hosts"),
     path("policies/", policies.policy_list, name="policy_list"),
     path("policies/add/", policies.policy_add, name="policy_add"),

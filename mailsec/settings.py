@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "reports",
     "hosts",
     "blocklists",
+    "alerts",
     "dashboard",
 ]
 
@@ -242,6 +243,7 @@ SPECTACULAR_SETTINGS = {
         "CheckStatusEnum": "dns_records.status.STATUS_CHOICES",
         "ListingStatusEnum": "blocklists.models.LISTING_CHOICES",
         "BlocklistKindEnum": "blocklists.models.KIND_CHOICES",
+        "ChannelKindEnum": "alerts.models.ChannelKind",
     },
     # The docs page's assets are vendored by drf-spectacular-sidecar: no CDN, CSP-friendly.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -303,6 +305,19 @@ MAILSEC_INGEST_TLS_KEY = env_str("MAILSEC_INGEST_TLS_KEY")
 # IMAP mailboxes holding reports are polled this often.
 MAILSEC_IMAP_POLL_INTERVAL_MINUTES = env_int("MAILSEC_IMAP_POLL_INTERVAL_MINUTES", 5, minimum=1)
 MAILSEC_PROBE_ALLOW_NETWORKS = env_networks("MAILSEC_PROBE_ALLOW_NETWORKS")
+# Live probes of managed hosts (hosts.probe): each host is probed this often by beat.
+MAILSEC_PROBE_INTERVAL_MINUTES = env_int("MAILSEC_PROBE_INTERVAL_MINUTES", 360, minimum=5)
+# /metrics (Prometheus): answered to `Authorization: Bearer <token>` when a token is set, or to
+# clients inside these networks (empty: loopback only; `none`: the token only).
+MAILSEC_METRICS_TOKEN = env_str("MAILSEC_METRICS_TOKEN")
+_metrics_networks = env_str("MAILSEC_METRICS_ALLOW_NETWORKS", "127.0.0.0/8,::1/128")
+MAILSEC_METRICS_ALLOW_NETWORKS = (
+    []
+    if _metrics_networks.lower() == "none"
+    else env_networks(
+        "MAILSEC_METRICS_ALLOW_NETWORKS", {"MAILSEC_METRICS_ALLOW_NETWORKS": _metrics_networks}
+    )
+)
 
 LOGGING = {
     "version": 1,
@@ -335,6 +350,7 @@ CELERY_BEAT_SCHEDULE = {
     "prune-task-runs": {"task": "mailsec.tasks.prune_task_runs", "schedule": 86400.0},
     "advance-dkim-keys": {"task": "dns_records.tasks.advance_dkim_keys", "schedule": 300.0},
     "queue-due-imap-polls": {"task": "reports.tasks.queue_imap_polls", "schedule": 60.0},
+    "queue-due-host-probes": {"task": "hosts.tasks.queue_due_probes", "schedule": 300.0},
     "sweep-pending-report-messages": {
         "task": "reports.tasks.sweep_pending_messages",
         "schedule": 120.0,
@@ -347,6 +363,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
     },
     "check-host-drift": {"task": "hosts.tasks.check_drift", "schedule": 3600.0},
+    "evaluate-alerts": {"task": "alerts.tasks.evaluate_alerts", "schedule": 60.0},
+    "send-alert-digests": {"task": "alerts.tasks.send_digests", "schedule": 3600.0},
 }
 # Blocklists: comma lists of zones replacing the built-in defaults (blocklists/zones.py) for
 # organisations polled for the first time; how often each organisation is polled; questions in
@@ -358,6 +376,12 @@ MAILSEC_DNSBL_CONCURRENCY = env_int("MAILSEC_DNSBL_CONCURRENCY", 256, minimum=1,
 # Extra CA certificates trusted (besides the system's) when fetching MTA-STS policies: for a
 # private PKI.
 MAILSEC_TLS_CA_FILE = env_str("MAILSEC_TLS_CA_FILE")
+# Alerts: consecutive runs a fail must hold before it is notified; the outgoing mail server
+# (smtp://user:pass@host:port, smtp+tls:// or smtp+ssl://; read by alerts.email_url; else
+# Django's EMAIL_* defaults); the sender of alerts and digests.
+MAILSEC_ALERT_CONFIRM_RUNS = env_int("MAILSEC_ALERT_CONFIRM_RUNS", 2, minimum=1, maximum=100)
+MAILSEC_EMAIL_URL = env_str("MAILSEC_EMAIL_URL")
+DEFAULT_FROM_EMAIL = env_str("MAILSEC_EMAIL_FROM") or "mailsec@localhost"
 # The port MTA-STS policies are fetched from: 443 by RFC 8461; only the tests' policy server,
 # which runs unprivileged, changes it (tests/settings.py and the test worker's settings).
 MAILSEC_MTA_STS_HTTPS_PORT = 443

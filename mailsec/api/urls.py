@@ -18,7 +18,14 @@ from mailsec.api.views import TaskRunViewSet
 router = SimpleRouter(trailing_slash=True)
 router.register("tasks", TaskRunViewSet, basename="task")
 # The capability apps' APIs, bottom-up as in the design's app map.
-APP_URLS = ["dns_records.api.urls", "reports.api.urls", "hosts.api.urls", "blocklists.api.urls"]
+APP_URLS = [
+    "dns_records.api.urls",
+    "reports.api.urls",
+    "hosts.api.urls",
+    "blocklists.api.urls",
+    "alerts.api.urls",
+    "dashboard.api.urls",
+]
 
 # Swagger UI sets inline style attributes; only its page may, and it still runs no inline script.
 DOCS_CSP = {

@@ -113,6 +113,8 @@ def test_search_filter_check_now_and_delete_in_the_browser(
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
+    # The landing page is the overview; the domain list has its own address.
+    page.goto(f"{live_server.url}/domains/")
     rows = page.locator("#domain-table tbody tr")
     # Wait for every first check to land, then narrow the list without a reload.
     expect(page.locator("[data-status=pending]")).to_have_count(0, timeout=30_000)
