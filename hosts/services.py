@@ -534,10 +534,11 @@ def _probe_queue(*, host: Host, actor: Actor) -> TaskRun:
         organisation=host.organisation, kind=TaskKind.HOST_PROBE, obj=host, actor=actor
     )
     task_run_enqueue(run, "hosts.tasks.probe_host", host_id=host.pk)
-    audit_record(
-        actor=actor, action="host.probe", obj=host, organisation=host.organisation,
-        after={"task_run": str(run.id)},
-    )  # fmt: skip
+    if actor is not None:  # a member's "probe now"; beat's scheduled probes are not audited
+        audit_record(
+            actor=actor, action="host.probe", obj=host, organisation=host.organisation,
+            after={"task_run": str(run.id)},
+        )  # fmt: skip
     return run
 
 

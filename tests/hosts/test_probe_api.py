@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from dns_records.models import Domain
 from hosts.models import Host, HostEvent, ProbeResult
 from hosts.services import hosts_probe_queue_due
-from mailsec.models import TaskKind, TaskRun, TaskState
+from mailsec.models import AuditLog, TaskKind, TaskRun, TaskState
 from tests.hosts import probe_servers as ps
 from tests.hosts.test_probe import Servers, servers  # noqa: F401  (the module's servers)
 
@@ -91,12 +91,18 @@ def test_a_pending_probe_is_joined_and_beat_queues_due_hosts(
         first = owner_api.post(f"/api/v1/hosts/{host.pk}/probe/").json()
         second = owner_api.post(f"/api/v1/hosts/{host.pk}/probe/").json()
     assert first["task_id"] == second["task_id"]
+    assert AuditLog.objects.filter(action="host.probe").count() == 1
     # A host with a probe pending is not queued again by beat; others are.
     other = Host.objects.create(organisation=host.organisation, name="mx2.probe.test",
                                 address=ps.GOOD)  # fmt: skip
     with django_capture_on_commit_callbacks(execute=False):
         assert hosts_probe_queue_due() == 1
     assert TaskRun.objects.filter(kind=TaskKind.HOST_PROBE, object_id=str(other.pk)).exists()
+    assert AuditLog.objects.filter(action="host.probe").count() == 1  # beat's are not audited
+    # Probed within the interval: not queued again.
+    TaskRun.objects.filter(kind=TaskKind.HOST_PROBE).update(state=TaskState.SUCCEEDED)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert hosts_probe_queue_due() == 0
 
 
 HTMX = {"HX-Request": "true"}
