@@ -330,11 +330,26 @@ def mailbox_results(
     return results
 
 
-def tlsa_matches(record: str, chain: Sequence[tuple[bytes, bytes]], verified: bool) -> bool:
+def name_matches(expected: str, names: Sequence[str]) -> bool:
+    """Does a certificate naming `names` (SAN DNS names) cover `expected` (one-label wildcards)?"""
+    want = expected.rstrip(".").lower()
+    for name in names:
+        name = name.rstrip(".").lower()
+        if name == want:
+            return True
+        if name.startswith("*.") and "." in want and want.split(".", 1)[1] == name[2:]:
+            return True
+    return False
+
+
+def tlsa_matches(
+    record: str, chain: Sequence[tuple[bytes, bytes]], verified: bool, name_ok: bool = True
+) -> bool:
     """Does one TLSA record ("usage selector mtype hex") match the presented chain?
 
-    3 (DANE-EE): the leaf; 2 (DANE-TA): any certificate above the leaf; 1 (PKIX-EE) and
-    0 (PKIX-TA): as 3 and 2, and the chain must also verify against the trust store.
+    3 (DANE-EE): the leaf, whatever its names and dates (RFC 7672 3.1.1); 2 (DANE-TA): a
+    certificate above the leaf, and the leaf must name the host (`name_ok`, RFC 7672 3.2.2);
+    1 (PKIX-EE) and 0 (PKIX-TA): as 3 and 2, and the chain must also verify for the name.
     """
     parts = record.split()
     if len(parts) < 4 or not all(p.isdigit() for p in parts[:3]):
@@ -342,6 +357,8 @@ def tlsa_matches(record: str, chain: Sequence[tuple[bytes, bytes]], verified: bo
     usage, selector, mtype = (int(p) for p in parts[:3])
     wanted = "".join(parts[3:]).lower()
     if usage in (0, 1) and not verified:
+        return False
+    if usage == 2 and not name_ok:
         return False
     if usage in (1, 3):
         candidates = chain[:1]
@@ -368,7 +385,7 @@ def tlsa_matches(record: str, chain: Sequence[tuple[bytes, bytes]], verified: bo
 
 def dane_result(
     port: int, tlsa_name: str, records: Sequence[str] | None, lookup_error: str,
-    tls: TlsObservation | None,
+    tls: TlsObservation | None, expected_name: str = "",
 ) -> Result | None:  # fmt: skip
     """DANE for SMTP: None when the zone publishes no TLSA for the name (nothing to compare)."""
     if records is None:
@@ -380,7 +397,8 @@ def dane_result(
     if tls is None or tls.error or not tls.chain:
         return Result("dane", port, FAIL, f"{tlsa_name} publishes TLSA but no TLS certificate "
                       "was presented to compare", details)  # fmt: skip
-    matched = [r for r in records if tlsa_matches(r, tls.chain, tls.verified)]
+    name_ok = not expected_name or name_matches(expected_name, tls.names)
+    matched = [r for r in records if tlsa_matches(r, tls.chain, tls.verified, name_ok)]
     details["matched"] = matched
     if not matched:
         return Result("dane", port, FAIL, f"No TLSA record of {tlsa_name} matches the presented "

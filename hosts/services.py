@@ -633,7 +633,9 @@ def probe_observe(
         results.append(verdicts.relay_result(relay))
     tlsa_name = f"_{ports.smtp}._tcp.{target.name}"
     records, tlsa_error = _tlsa(resolver, tlsa_name)
-    dane = verdicts.dane_result(ports.smtp, tlsa_name, records, tlsa_error, smtp.tls)
+    dane = verdicts.dane_result(
+        ports.smtp, tlsa_name, records, tlsa_error, smtp.tls, expected_name=target.name
+    )
     if dane is not None:
         results.append(dane)
     submission = probe.probe_smtp(target, ports.submission, budget, implicit=False)

@@ -46,7 +46,12 @@ class Servers:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         self.tlsa = f"3 1 1 {hashlib.sha256(spki).hexdigest()}"
-        zones = ps.zone_files(base / "zones", [self.tlsa])
+        ca = x509.load_pem_x509_certificates(self.certs.ca.read_bytes())[0]
+        ca_spki = ca.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.tlsa_ta = f"2 1 1 {hashlib.sha256(ca_spki).hexdigest()}"
+        zones = ps.zone_files(base / "zones", [self.tlsa, self.tlsa_ta])
         self.knot = KnotServer(base / "knot", address=ps.KNOT_ADDRESS, source=zones)
         (base / "knot").mkdir()
         self.good_dovecot = ps.ProbeDovecot(base / "dovecot-good", ps.GOOD, self.certs.valid)
@@ -130,6 +135,9 @@ def test_correct_server_is_ok_throughout(servers: Servers, probe_settings: None,
     assert starttls["details"]["protocol"] in ("TLSv1.2", "TLSv1.3")
     assert starttls["details"]["legacy_tls_accepted"] is False
     assert results[("smtp_relay", 25)]["details"]["rcpt_reply"][0] >= 400
+    # DANE: both the end-entity key (3 1 1) and the CA (2 1 1, the chain's second certificate).
+    matched = results[("dane", 25)]["details"]["matched"]
+    assert {m.split()[0] for m in matched} == {"2", "3"}, matched
     # Stored as history and current state; a first result that is ok is no event.
     assert ProbeResult.objects.filter(host=host).count() == len(results)
     assert not HostEvent.objects.filter(host=host, kind="probe").exists()
@@ -187,7 +195,7 @@ def test_expired_and_wrong_name_certificates(
     wrong = wrong_results[("smtp_certificate", 25)]
     assert wrong["status"] == "fail" and "not for mx.probe.test" in wrong["summary"], wrong
     assert "other.example.org" in wrong["summary"]
-    # The TLSA record (3 1 1) is for the valid certificate's key: DANE fails.
+    # 3 1 1 is for the valid certificate's key; 2 1 1 (the same CA) needs the host's name.
     dane = wrong_results[("dane", 25)]
     assert dane["status"] == "fail" and "No TLSA record" in dane["summary"]
 

@@ -155,6 +155,13 @@ def test_dane_usages() -> None:
     assert not v.tlsa_matches(f"1 1 1 {leaf_spki}", chain, verified=False)  # PKIX needs a chain
     assert v.tlsa_matches(f"1 1 1 {leaf_spki}", chain, verified=True)
     assert not v.tlsa_matches("3 1 1 zz", chain, verified=True)
+    # DANE-TA needs the leaf to name the host; DANE-EE does not.
+    assert not v.tlsa_matches(f"2 1 2 {ca_spki}", chain, verified=False, name_ok=False)
+    assert v.tlsa_matches(f"3 1 1 {leaf_spki}", chain, verified=False, name_ok=False)
+    assert v.name_matches("mx.example.org", ["MX.example.org."])
+    assert v.name_matches("mx.example.org", ["*.example.org"])
+    assert not v.name_matches("a.mx.example.org", ["*.example.org"])
+    assert not v.name_matches("mx.example.org", ["other.example.org"])
     assert not v.tlsa_matches("garbage", chain, verified=True)
     observed = tls(chain=chain)
     assert v.dane_result(25, "_25._tcp.mx", [], "", observed) is None
