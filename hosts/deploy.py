@@ -449,61 +449,74 @@ def _deploy(
         host.address, host.ssh_port, host.ssh_user, private, host.host_key
     ) as session:
         run = _Runner(session, commands, log)
-        _detect_versions(host, run)
-        facts = host_facts(host)
-        base_paths = [f"{commands.dirs['postfix']}/{n}" for n in ("main.cf", "master.cf")]
-        current = {p: data for p in base_paths if (data := _read(session, p)) is not None}
-        rendered = render_for_host(host, current, facts=facts)
-        live: dict[str, bytes | None] = {f.path: _read(session, f.path) for f in rendered}
-        by_tag = _by_tag(commands, rendered)
-        _upload(session, run, commands, "live", by_tag)
-        changed_paths = _changes(run, commands, by_tag)
-        changed = [f for f in rendered if f.path in changed_paths]
-        deployment.files = [
-            {"path": f.path, "sha256": f.sha256, "changed": f.path in changed_paths}
-            for f in rendered
-        ]
-        present = {p: b for p, b in live.items() if isinstance(b, bytes)}
-        deployment.diff = _diff_text(present, rendered)
-        deployment.save(update_fields=["files", "diff"])
-        if not changed:
-            log("every file is as rendered: nothing written, nothing reloaded")
-            _record_files(host, deployment, rendered)
-            return DeploymentState.UNCHANGED
-        log(
-            f"{len(changed)} of {len(rendered)} files change: " + ", ".join(f.path for f in changed)
-        )
-        touched = {tag for tag, files in by_tag.items() if any(f in changed for f in files)}
-        if not _validate_in_staging(session, run, commands, facts, host, by_tag):
-            return DeploymentState.FAILED
-        log("validation passed")
-        existed = {tag: session.is_dir(commands.dirs[tag]) for tag in touched}
+        try:
+            return _deploy_on(host, deployment, log, session, run, commands)
+        finally:
+            # The upload directory held the rendered files, private keys included.
+            run(["rm", "-rf", "--", f"{commands.upload_dir}/live", f"{commands.upload_dir}/staging"],
+                privileged=False)  # fmt: skip
+
+
+def _deploy_on(
+    host: Host,
+    deployment: Deployment,
+    log: _Log,
+    session: SshSession,
+    run: _Runner,
+    commands: HostCommands,
+) -> str:
+    _detect_versions(host, run)
+    facts = host_facts(host)
+    base_paths = [f"{commands.dirs['postfix']}/{n}" for n in ("main.cf", "master.cf")]
+    current = {p: data for p in base_paths if (data := _read(session, p)) is not None}
+    rendered = render_for_host(host, current, facts=facts)
+    live: dict[str, bytes | None] = {f.path: _read(session, f.path) for f in rendered}
+    by_tag = _by_tag(commands, rendered)
+    _upload(session, run, commands, "live", by_tag)
+    changed_paths = _changes(run, commands, by_tag)
+    changed = [f for f in rendered if f.path in changed_paths]
+    deployment.files = [
+        {"path": f.path, "sha256": f.sha256, "changed": f.path in changed_paths} for f in rendered
+    ]
+    present = {p: b for p, b in live.items() if isinstance(b, bytes)}
+    deployment.diff = _diff_text(present, rendered)
+    deployment.save(update_fields=["files", "diff"])
+    if not changed:
+        log("every file is as rendered: nothing written, nothing reloaded")
+        _record_files(host, deployment, rendered)
+        return DeploymentState.UNCHANGED
+    log(f"{len(changed)} of {len(rendered)} files change: " + ", ".join(f.path for f in changed))
+    touched = {tag for tag, files in by_tag.items() if any(f in changed for f in files)}
+    if not _validate_in_staging(session, run, commands, facts, host, by_tag):
+        return DeploymentState.FAILED
+    log("validation passed")
+    existed = {tag: session.is_dir(commands.dirs[tag]) for tag in touched}
+    for tag in sorted(touched):
+        if existed[tag]:
+            run.strict(commands.backup(tag), f"backing up {commands.dirs[tag]}")
+    try:
         for tag in sorted(touched):
-            if existed[tag]:
-                run.strict(commands.backup(tag), f"backing up {commands.dirs[tag]}")
+            if not existed[tag]:
+                run.strict(commands.create_dir(tag), f"creating {commands.dirs[tag]}")
+            run.strict(commands.swap(tag), f"writing {commands.dirs[tag]}")
+        log("swapped: " + ", ".join(f.path for f in changed))
+        _reload_and_verify(run, commands, touched, log)
+    except (SshError, DeployFailed) as exc:
+        log(f"failed after the swap: {exc}; restoring the previous files")
         try:
             for tag in sorted(touched):
-                if not existed[tag]:
-                    run.strict(commands.create_dir(tag), f"creating {commands.dirs[tag]}")
-                run.strict(commands.swap(tag), f"writing {commands.dirs[tag]}")
-            log("swapped: " + ", ".join(f.path for f in changed))
+                if existed[tag]:
+                    run.strict(commands.restore(tag), f"restoring {commands.dirs[tag]}")
+                else:
+                    run.strict(commands.remove_new_dir(tag), f"removing {commands.dirs[tag]}")
             _reload_and_verify(run, commands, touched, log)
-        except (SshError, DeployFailed) as exc:
-            log(f"failed after the swap: {exc}; restoring the previous files")
-            try:
-                for tag in sorted(touched):
-                    if existed[tag]:
-                        run.strict(commands.restore(tag), f"restoring {commands.dirs[tag]}")
-                    else:
-                        run.strict(commands.remove_new_dir(tag), f"removing {commands.dirs[tag]}")
-                _reload_and_verify(run, commands, touched, log)
-                log("rolled back: the previous configuration is live again")
-            except (SshError, DeployFailed) as again:
-                log(f"after the rollback: {again}")
-            return DeploymentState.ROLLED_BACK
-        _record_files(host, deployment, rendered)
-        log("deployed")
-        return DeploymentState.SUCCEEDED
+            log("rolled back: the previous configuration is live again")
+        except (SshError, DeployFailed) as again:
+            log(f"after the rollback: {again}")
+        return DeploymentState.ROLLED_BACK
+    _record_files(host, deployment, rendered)
+    log("deployed")
+    return DeploymentState.SUCCEEDED
 
 
 def _read(session: SshSession, path: str) -> bytes | None:

@@ -370,6 +370,8 @@ def test_mail_after_deployment_is_dkim_signed_blacklisted_clients_are_refused(ri
         deployment = rig.deploy()
         assert deployment.state == DeploymentState.SUCCEEDED, deployment.log
         assert "opendkim -n" in deployment.log
+        # The upload directory does not keep the rendered files (a private key among them).
+        assert not list((rig.base / "upload").rglob("*.private"))
         key_file = next((rig.base / "opendkim" / "keys").rglob("*.private"))
         assert key_file.stat().st_mode & 0o777 == 0o600
         assert key_file.owner() == "opendkim"
@@ -543,3 +545,14 @@ def test_a_requested_deployment_runs_on_a_real_worker_and_a_redelivery_does_noth
     deployment.refresh_from_db()
     assert deployment.log == log
     assert rig.postfix.reloads() == reloads
+
+
+def test_facts_the_renderer_refuses_fail_the_deployment_with_every_problem(rig):
+    rig.host.facts = {**rig.host.facts, "smtp_service": "smtp; rm -rf /", "opendkim_ports": [1]}
+    rig.host.save()
+    before = rig.snapshot()
+    deployment = rig.deploy()
+    assert deployment.state == DeploymentState.FAILED
+    assert "smtp_service" in deployment.log and "opendkim_ports" in deployment.log
+    assert rig.snapshot() == before
+    assert not [line for line in deployment.log.splitlines() if "$ " in line and "rsync" in line]
