@@ -2,7 +2,8 @@
 alerts.policy, and turn each organisation's changes of one evaluation into one notification per
 channel (rules decide which channels hear which changes).
 
-Sources: dns_records CheckState (one row per domain and check, `checked_at` is the run),
+Sources: dns_records CheckState (one row per domain and check, `checked_at` is the run), the
+signing proof of each active DkimKey (`signing_checked_at`),
 blocklists Listing (per target and zone), hosts HostEvent (one-shot events: drift, failed
 deployments, probe status changes, already confirmed by hosts). Each source has a cursor (the
 newest instant read); rows are re-read with an overlap and skipped when the subject has already
@@ -28,7 +29,7 @@ from django.utils import timezone
 from alerts import policy, render
 from alerts.models import AlertCursor, AlertRule, AlertState, Channel, Notification
 from blocklists.models import Listing
-from dns_records.models import CheckState
+from dns_records.models import CheckState, DkimKey, DkimKeyState
 from hosts.models import HostEvent
 from mailsec.models import Organisation, Role
 
@@ -97,6 +98,29 @@ def listing_observations() -> Iterator[Observation]:
             # An error never replaces a known listing state (blocklists keeps the old status).
             row.status, row.checked_at, f"{value} on {row.zone}: {row.status}",
             domain=value if kind == "domain" else "",
+        )  # fmt: skip
+
+
+def dkim_observations() -> Iterator[Observation]:
+    """Each active key's signing proof (sign a message, verify it against DNS): a proof that
+    fails is a fail; one that could not run (a lookup failed) is an error."""
+    rows = DkimKey.objects.select_related("domain").filter(
+        state=DkimKeyState.ACTIVE, signing_checked_at__isnull=False
+    )
+    since = _since("dkim")
+    if since is not None:
+        rows = rows.filter(signing_checked_at__gt=since)
+    for key in rows.order_by("signing_checked_at", "id").iterator():
+        checked = key.signing_checked_at
+        if checked is None:
+            continue
+        status = {True: "ok", False: "fail", None: "error"}[key.signing_verified]
+        outcome = {True: "verifies", False: "does not verify", None: "could not be verified"}
+        verdict = outcome[key.signing_verified]
+        summary = key.signing_error or f"mail signed with {key.selector} {verdict}"
+        yield Observation(
+            key.domain.organisation_id, f"dkim:{key.domain.name}:{key.selector}:signing", "dkim",
+            status, checked, summary, domain=key.domain.name,
         )  # fmt: skip
 
 
@@ -169,7 +193,7 @@ def evaluate(now: datetime | None = None) -> int:
     changes: dict[int, list[Tagged]] = defaultdict(list)
     for source, reader in (
         ("check", check_observations), ("blocklist", listing_observations),
-        ("host", host_observations),
+        ("dkim", dkim_observations), ("host", host_observations),
     ):  # fmt: skip
         seen: list[datetime] = []
         observations = list(reader())

@@ -138,3 +138,27 @@ def test_beat_entries_name_registered_tasks() -> None:
     celery_app.loader.import_default_modules()
     for name in ("evaluate-alerts", "send-alert-digests"):
         assert settings.CELERY_BEAT_SCHEDULE[name]["task"] in celery_app.tasks
+
+
+def test_dkim_signing_proof_failing_twice_is_told(org, owner, webhook) -> None:
+    from dns_records.models import DkimKey, DkimKeyState
+
+    channel_with_rule(org, owner, "webhook", webhook.url, events=["dkim"])
+    domain = Domain.objects.create(organisation=org, name="example.com")
+    key = DkimKey.objects.create(
+        domain=domain, selector="s2026", algorithm="ed25519", state=DkimKeyState.ACTIVE
+    )
+    when = timezone.now() - timedelta(hours=1)
+    for verified in (False, False, True):
+        when += timedelta(minutes=10)
+        DkimKey.objects.filter(pk=key.pk).update(
+            signing_checked_at=when, signing_verified=verified,
+            signing_error="" if verified else "body hash did not verify",
+        )  # fmt: skip
+        engine.evaluate(now=when)
+        deliver_pending()
+    changes = [json.loads(r.body)["changes"][0] for r in webhook.requests]
+    assert [(c["key"], c["kind"], c["summary"]) for c in changes] == [
+        ("dkim:example.com:s2026:signing", "problem", "body hash did not verify"),
+        ("dkim:example.com:s2026:signing", "recovery", "mail signed with s2026 verifies"),
+    ]
