@@ -27,6 +27,7 @@ from dashboard.http import HtmxRequest
 from mailsec.models import Organisation
 from mailsec.selectors import can_write, organisation_visible, organisations_visible
 
+CHANNELS_CHANGED = "alert-channels-changed"
 SNOOZE_CHOICES = [("60", "1 hour"), ("240", "4 hours"), ("1440", "1 day"), ("10080", "1 week")]
 
 
@@ -161,7 +162,9 @@ def alert_channel_add(request: HtmxRequest, slug: str) -> HttpResponse:
         )  # fmt: skip
     except (ValidationError, PermissionDenied) as exc:
         return _channels_panel(request, organisation, channel_form=form, error=_errors(exc))
-    return _channels_panel(request, organisation, created=channel, secret=secret)
+    response = _channels_panel(request, organisation, created=channel, secret=secret)
+    response["HX-Trigger"] = CHANNELS_CHANGED  # the rule form lists the channels
+    return response
 
 
 def _channel(request: HtmxRequest, pk: int) -> Any:
@@ -198,7 +201,9 @@ def alert_channel_remove(request: HtmxRequest, pk: int) -> HttpResponse:
         alert_services.channel_delete(channel=channel, actor=request.user)
     except PermissionDenied as exc:
         return _channels_panel(request, organisation, error=_errors(exc))
-    return _channels_panel(request, organisation)
+    response = _channels_panel(request, organisation)
+    response["HX-Trigger"] = CHANNELS_CHANGED
+    return response
 
 
 def _rules_panel(request: HtmxRequest, organisation: Organisation, **extra: Any) -> HttpResponse:
@@ -207,6 +212,11 @@ def _rules_panel(request: HtmxRequest, organisation: Organisation, **extra: Any)
         "dashboard/partials/alerts/rules.html",
         rules_context(request, organisation, **extra),
     )
+
+
+@require_GET
+def alert_rules_panel(request: HtmxRequest, slug: str) -> HttpResponse:
+    return _rules_panel(request, _organisation(request, slug))
 
 
 @require_POST

@@ -57,7 +57,7 @@ def test_alerts_page_in_the_browser(browser_page, live_server, org, owner, tmp_p
     )
     Channel.objects.filter(pk=channel.pk).update(
         disabled_at=timezone.now(), consecutive_failures=3,
-        last_error="recipient refused: {'admins@example.com': (550, b'no such user')}",
+        last_error="recipient refused: admins@example.com (550 5.1.1 no such user)",
     )  # fmt: skip
     now = timezone.now()
     AlertState.objects.create(
@@ -88,6 +88,8 @@ def test_alerts_page_in_the_browser(browser_page, live_server, org, owner, tmp_p
     page.wait_for_selector("#channel-secret")
     assert len(page.locator("#channel-secret").inner_text().strip()) >= 40
     assert Channel.objects.filter(name="ops hook", kind="webhook").exists()
+    # The rule form now offers the new channel, without a reload.
+    page.wait_for_selector("#alert-rules label:has-text('ops hook')")
 
     page.locator("#alert-state-table button", has_text="Acknowledge").first.click()
     page.wait_for_selector("#alert-state-table >> text=acknowledged")
