@@ -580,6 +580,10 @@ def probe_target(host: Host, resolver: Resolver) -> probe.Target:
     except ValueError:
         a_lookup, aaaa_lookup = resolver.addresses(address)
         found = list(a_lookup.records) + list(aaaa_lookup.records)
+        failed = [x for x in (a_lookup, aaaa_lookup) if x.status == LookupStatus.ERROR]
+        if not found and failed:
+            reason = failed[0].reason or "lookup failed"
+            raise probe.ProbeRefused(f"{address} could not be resolved: {reason}") from None
         if not found:
             raise probe.ProbeRefused(f"{address} has no address") from None
         address = found[0]
