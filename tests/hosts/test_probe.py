@@ -349,9 +349,11 @@ def test_hostile_replies_are_stored_visibly(
 
 def test_a_host_name_is_resolved_once_and_its_address_checked(servers: Servers, org: Any) -> None:
     host = Host(organisation=org, name=ps.MX_NAME, address=ps.MX_NAME)
-    with override_settings(MAILSEC_PROBE_ALLOW_NETWORKS=[]):
-        with pytest.raises(ProbeRefused, match="loopback"):
-            services.probe_target(host, servers.resolver())
+    with (
+        override_settings(MAILSEC_PROBE_ALLOW_NETWORKS=[]),
+        pytest.raises(ProbeRefused, match="loopback"),
+    ):
+        services.probe_target(host, servers.resolver())
     with override_settings(MAILSEC_PROBE_ALLOW_NETWORKS=LOOPBACK):
         target = services.probe_target(host, servers.resolver())
     assert (target.address, target.name) == (ps.GOOD, ps.MX_NAME)
