@@ -49,6 +49,7 @@ class Observation:
     domain: str = ""
     host: str = ""
     confirmed: bool = False
+    one_shot: bool = False  # an event with no recovery (drift, a failed deployment)
 
 
 def config() -> policy.Config:
@@ -151,7 +152,7 @@ def host_observations() -> Iterator[Observation]:
             continue
         yield Observation(
             host.organisation_id, key, event, status, row.created_at, row.summary,
-            host=name, confirmed=True,
+            host=name, confirmed=True, one_shot=row.kind != "probe",
         )  # fmt: skip
 
 
@@ -238,10 +239,15 @@ def _observe(obs: Observation, now: datetime, cfg: policy.Config) -> Tagged | No
             )  # fmt: skip
         elif row.last_run_at is not None and obs.run_at <= row.last_run_at:
             return None  # this run was already observed
-        decision = policy.observe(
-            obs.key, _state_of(row), obs.status, obs.run_at, cfg,
-            summary=obs.summary, confirmed=obs.confirmed,
-        )  # fmt: skip
+        if obs.one_shot:
+            decision = policy.observe_event(
+                obs.key, _state_of(row), obs.status, obs.run_at, cfg, summary=obs.summary
+            )
+        else:
+            decision = policy.observe(
+                obs.key, _state_of(row), obs.status, obs.run_at, cfg,
+                summary=obs.summary, confirmed=obs.confirmed,
+            )  # fmt: skip
         _store(row, decision.state)
         row.summary = obs.summary[:500]
         row.last_run_at = obs.run_at

@@ -189,6 +189,40 @@ def _held(key: str, state: SubjectState, now: datetime, config: Config, summary:
     return _tell(key, state, PROBLEM, state.status, state.notified_status or OK, summary)
 
 
+def observe_event(
+    key: str,
+    state: SubjectState,
+    observed: str,
+    now: datetime,
+    config: Config = Config(),
+    *,
+    summary: str = "",
+) -> Decision:
+    """A one-shot event (a host's configuration drifted, a deployment failed): it has no
+    recovery, so it is told when it happens (unless snoozed, or the subject is flapping: more
+    than `flap_changes` events in `flap_window` are told once as flapping) and the subject
+    returns to ok at once, ready to tell the next one."""
+    observed = normalise(observed)
+    if observed == OK:
+        return Decision(replace(state, status=OK, since=now, notified_status=""))
+    window_start = now - config.flap_window
+    changes = (*(t for t in state.changes if t > window_start), now)
+    if state.flapping_notified and len(changes) <= config.flap_changes:
+        state = replace(state, flapping_notified=False)
+    state = replace(
+        state, status=OK, since=now, candidate="", runs_seen=0, candidate_since=None,
+        changes=changes, notified_status="", acknowledged_at=None,
+    )  # fmt: skip
+    if _snoozed(state, now):
+        return Decision(state)
+    if len(changes) > config.flap_changes:
+        if state.flapping_notified:
+            return Decision(state)
+        state = replace(state, flapping_notified=True)
+        return Decision(state, Change(key, FLAPPING, observed, OK, summary))
+    return Decision(state, Change(key, PROBLEM, observed, OK, summary))
+
+
 def acknowledge(state: SubjectState, now: datetime) -> SubjectState:
     """Silence until recovery; only a problem can be acknowledged."""
     if state.status == OK:

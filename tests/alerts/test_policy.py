@@ -187,3 +187,31 @@ def test_group_orders_problems_first() -> None:
         Change("a", policy.PROBLEM, "fail", "ok"),
     ]
     assert [c.key for c in policy.group(changes)] == ["a", "c", "b"]
+
+
+def test_one_shot_events_told_each_time_then_ok() -> None:
+    state = SubjectState()
+    told = []
+    for minutes in (0, 60 * 24, 60 * 48):
+        decision = policy.observe_event(
+            "host:mx1:drift", state, "fail", T0 + timedelta(minutes=minutes)
+        )
+        state = decision.state
+        told.append(decision.change)
+        assert state.status == "ok"
+    assert [c.kind if c else "-" for c in told] == ["problem"] * 3
+
+
+def test_one_shot_events_snoozed_and_flapping() -> None:
+    cfg = Config(flap_changes=2, flap_window=timedelta(hours=1))
+    state = policy.snooze(SubjectState(), T0 + timedelta(minutes=30))
+    assert policy.observe_event("k", state, "fail", T0, cfg).change is None
+    state = SubjectState()
+    labels = []
+    for minute in range(5):
+        decision = policy.observe_event("k", state, "fail", T0 + timedelta(minutes=minute), cfg)
+        state = decision.state
+        labels.append(decision.change.kind if decision.change else "-")
+    assert labels == ["problem", "problem", "flapping", "-", "-"]
+    later = policy.observe_event("k", state, "fail", T0 + timedelta(hours=3), cfg)
+    assert later.change is not None and later.change.kind == "problem"
