@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from alerts.engine import owner_emails
 from alerts.models import AlertState, DigestSettings
+from alerts.render import one_line
 from dns_records.models import CheckEvent, DkimKey, DkimKeyState, Domain
 from mailsec.models import Organisation
 from reports import selectors as report_selectors
@@ -61,7 +62,7 @@ def build(organisation: Organisation, now: dt.datetime) -> tuple[str, str]:
             lines.append(f"- {domain.name}: {totals.messages} messages, {share:.1f}% pass")
     if lines[-1].startswith("DMARC"):
         lines.append("- no reports")
-    subject = f"[mailsec] {organisation.name}: digest"
+    subject = one_line(f"[mailsec] {organisation.name}: digest")
     return subject, "\n".join(lines) + "\n"
 
 

@@ -34,6 +34,12 @@ class Message:
         return "ok"
 
 
+def one_line(text: str) -> str:
+    """Text for a header (a subject, an ntfy title): controls and line breaks become spaces, so
+    a name or summary someone typed cannot add a header or break one."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
 def line(change: Change) -> str:
     text = f"{change.key}: {WORD[change.kind]} {change.status.upper()}"
     if change.kind != RECOVERY and change.previous:
@@ -62,12 +68,12 @@ def message(organisation: str, changes: Sequence[Change], link: str = "") -> Mes
     body = f"Changes in {organisation}:\n\n" + "\n".join(f"- {text}" for text in lines) + "\n"
     if link:
         body += f"\nDetails: {link}\n"
-    return Message(subject[:300], body, tuple(changes), organisation, link)
+    return Message(one_line(subject)[:300], body, tuple(changes), organisation, link)
 
 
 def test_message(organisation: str, channel: str) -> Message:
     return Message(
-        f"[mailsec] {organisation}: test message",
+        one_line(f"[mailsec] {organisation}: test message"),
         f"This is a test of the alert channel {channel!r} of {organisation}.\n",
         (),
         organisation,
@@ -129,7 +135,7 @@ def teams_payload(msg: Message) -> dict[str, object]:
 
 def ntfy_request(msg: Message) -> tuple[dict[str, str], bytes]:
     """ntfy takes the body as the message and the title and priority as headers."""
-    title = msg.subject.encode("ascii", "replace").decode("ascii")
+    title = one_line(msg.subject).encode("ascii", "replace").decode("ascii")
     headers = {"Title": title, "Priority": PRIORITY[msg.worst], "Tags": f"mailsec,{msg.worst}"}
     if msg.link:
         headers["Click"] = msg.link

@@ -100,7 +100,9 @@ def record_failure(channel: Channel, error: str, *, permanent: bool) -> None:
             )  # fmt: skip
             recipients = engine.owner_emails(row.organisation)
             if recipients:
-                subject = f"[mailsec] {row.organisation.name}: alert channel {row.name!r} disabled"
+                subject = render.one_line(
+                    f"[mailsec] {row.organisation.name}: alert channel {row.name!r} disabled"
+                )
                 body = (
                     f"The alert channel {row.name!r} ({row.get_kind_display()}, {row.target}) "
                     f"failed {row.consecutive_failures} times in a row and has been disabled.\n\n"

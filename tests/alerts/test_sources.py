@@ -170,3 +170,31 @@ def test_dkim_signing_proof_failing_twice_is_told(org, owner, webhook) -> None:
         ("dkim:example.com:s2026:signing", "problem", "body hash did not verify"),
         ("dkim:example.com:s2026:signing", "recovery", "mail signed with s2026 verifies"),
     ]
+
+
+def test_hostile_organisation_name_cannot_break_headers(org, owner, webhook, smtp) -> None:
+    org.name = "Evil\r\nBcc: victim@example.com\x07Org"
+    org.save()
+    email_channel = channel_with_rule(org, owner, "email", "admins@example.com")
+    ntfy = channel_with_rule(org, owner, "ntfy", webhook.url)
+    for channel in (email_channel, ntfy):
+        notification = services.channel_test(channel=channel, actor=owner)
+        assert deliver_notification.apply(args=(notification.pk,)).get() == "sent"
+    (message,) = smtp.messages
+    assert message[1] == ["admins@example.com"]
+    parsed = email.message_from_bytes(message[2], policy=email_policy.default)
+    assert parsed["Subject"] == "[mailsec] Evil Bcc: victim@example.com Org: test message"
+    assert parsed["Bcc"] is None
+    assert webhook.requests[0].headers["Title"] == parsed["Subject"]
+
+
+def test_untrusted_certificate_is_a_permanent_failure(org, owner, webhook, settings) -> None:
+    settings.MAILSEC_TLS_CA_FILE = ""  # the receiver's test CA is no longer trusted
+    channel = channel_with_rule(org, owner, "webhook", webhook.url)
+    notification = services.channel_test(channel=channel, actor=owner)
+    assert deliver_notification.apply(args=(notification.pk,)).get() == "failed"
+    notification.refresh_from_db()
+    assert notification.error.startswith("certificate not valid for 127.0.0.100")
+    assert webhook.requests == []
+    channel.refresh_from_db()
+    assert channel.consecutive_failures == 1
