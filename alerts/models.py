@@ -141,6 +141,9 @@ class Notification(models.Model):
         max_length=10, choices=NotificationState.choices, default=NotificationState.PENDING
     )
     attempts = models.PositiveIntegerField(default=0)
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="A delivery attempt is under way (a lease)"
+    )
     error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)

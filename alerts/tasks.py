@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import Task, shared_task
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from alerts import engine, render
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 DISABLE_AFTER = 3  # permanent failures in a row
 BACKOFF = (30, 120, 600, 1800)
+LEASE = timedelta(minutes=2)  # longer than one attempt's time limit
 
 
 @shared_task(soft_time_limit=50, time_limit=60)
@@ -46,7 +48,15 @@ def deliver_notification(self: Task, notification_id: int) -> str:  # type: igno
         tuple(Change(**c) for c in notification.payload.get("changes", [])),
         channel.organisation.name, notification.payload.get("link", ""),
     )  # fmt: skip
-    Notification.objects.filter(pk=notification.pk).update(attempts=F("attempts") + 1)
+    # A lease: a redelivered or duplicated task does not send the same message twice at once.
+    now = timezone.now()
+    claimed = (
+        Notification.objects.filter(pk=notification.pk, state=NotificationState.PENDING)
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - LEASE))
+        .update(claimed_at=now, attempts=F("attempts") + 1)
+    )
+    if not claimed:
+        return "busy"
     try:
         transport_for(channel).send(msg)
     except TransientError as exc:
@@ -55,7 +65,9 @@ def deliver_notification(self: Task, notification_id: int) -> str:  # type: igno
         if retries + 1 >= MAX_ATTEMPTS:
             _fail(notification, str(exc))
             return "failed"
-        Notification.objects.filter(pk=notification.pk).update(error=str(exc)[:500])
+        Notification.objects.filter(pk=notification.pk).update(
+            error=str(exc)[:500], claimed_at=None
+        )
         raise self.retry(countdown=BACKOFF[min(retries, len(BACKOFF) - 1)]) from None
     except PermanentError as exc:
         _fail(notification, str(exc))

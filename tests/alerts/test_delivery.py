@@ -266,3 +266,16 @@ def test_name_resolving_to_internal_address_refused_without_connection(
     assert notification.state == NotificationState.FAILED
     assert notification.error.startswith("not sent: internal.alerts.test resolves to 127.0.0.102")
     assert silent_listener.seen() == []
+
+
+def test_a_claimed_notification_is_not_sent_twice(org, owner, webhook) -> None:
+    channel, _secret = hook_channel(org, owner, webhook.url)
+    notification = services.channel_test(channel=channel, actor=owner)
+    Notification.objects.filter(pk=notification.pk).update(claimed_at=timezone.now())
+    assert deliver_notification.apply(args=(notification.pk,)).get() == "busy"
+    assert webhook.requests == []
+    # A lease left by a worker that died expires.
+    stale = timezone.now() - timedelta(minutes=5)
+    Notification.objects.filter(pk=notification.pk).update(claimed_at=stale)
+    assert deliver_notification.apply(args=(notification.pk,)).get() == "sent"
+    assert len(webhook.requests) == 1
