@@ -144,7 +144,7 @@ def _open_socket(address: str, port: int, timeout: float) -> socket.socket:
     for text in candidates:
         reason = netguard.refuse_reason(text, allowed_networks)
         if reason:
-            refused.append(f"{text} ({reason})")
+            refused.append(reason)
             continue
         canonical = str(netguard.parse_address(text))
         try:
@@ -154,8 +154,8 @@ def _open_socket(address: str, port: int, timeout: float) -> socket.socket:
     if last_error is not None:
         raise SshError(f"cannot connect to {address} port {port}: {last_error}")
     raise AddressRefused(
-        f"not connecting to {address}: {', '.join(refused)} is outside the networks mailsec "
-        "may reach (MAILSEC_PROBE_ALLOW_NETWORKS)"
+        f"not connecting to {address}: {'; '.join(refused)}, outside the networks mailsec may "
+        "reach (MAILSEC_PROBE_ALLOW_NETWORKS)"
     )
 
 

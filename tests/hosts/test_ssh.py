@@ -106,3 +106,31 @@ def test_a_wrong_client_key_is_refused(sshd: Sshd) -> None:
     private, _public = ssh.generate_client_key()  # never authorized
     with pytest.raises(ssh.SshError, match="refused"):
         ssh.connect(sshd.address, sshd.port, "root", private, sshd.host_key_line, 5)
+
+
+def test_a_host_name_resolves_through_mailsecs_resolver_and_the_guard_applies(
+    sshd: Sshd, tmp_path: Path, settings
+) -> None:
+    from mailsec.env import Nameserver
+    from tests.hosts.deploy_servers import KNOT_ADDRESS
+    from tests.servers import KnotServer
+
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "deploy.test.zone").write_text(
+        "$ORIGIN deploy.test.\n$TTL 300\n"
+        "@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 192.0.2.53\n"
+        f"mx1 A {sshd.address}\ninternal A 10.0.0.5\n"
+    )
+    knot = KnotServer(tmp_path / "knot", address=KNOT_ADDRESS, source=zones)
+    knot.start()
+    try:
+        settings.MAILSEC_DNS_NAMESERVERS = [Nameserver(knot.address, knot.port)]
+        key = ssh.fetch_host_key("mx1.deploy.test", sshd.port, timeout=5)
+        assert key.key_line == sshd.host_key_line
+        with pytest.raises(ssh.AddressRefused, match=r"10\.0\.0\.5 is private"):
+            ssh.fetch_host_key("internal.deploy.test", sshd.port, timeout=5)
+        with pytest.raises(ssh.AddressRefused, match="does not resolve"):
+            ssh.fetch_host_key("missing.deploy.test", sshd.port, timeout=5)
+    finally:
+        knot.stop()
