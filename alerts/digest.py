@@ -52,6 +52,8 @@ def build(organisation: Organisation, now: dt.datetime) -> tuple[str, str]:
     ).select_related("domain")
     lines.extend([f"- {k.selector}._domainkey.{k.domain.name}: {k.get_state_display()}"
                   for k in keys[:100]] or ["- none"])  # fmt: skip
+    lines += ["", "Certificates expiring within 30 days (managed hosts' probes):"]
+    lines.extend(certificate_lines(organisation, now) or ["- none"])
     lines += ["", "DMARC over the period (messages, passing DMARC):"]
     start = since.date()
     domains = Domain.objects.filter(organisation=organisation).order_by("name")[:100]
@@ -64,6 +66,35 @@ def build(organisation: Organisation, now: dt.datetime) -> tuple[str, str]:
         lines.append("- no reports")
     subject = one_line(f"[mailsec] {organisation.name}: digest")
     return subject, "\n".join(lines) + "\n"
+
+
+def certificate_lines(organisation: Organisation, now: dt.datetime) -> list[str]:
+    """The newest certificate probe of each host service, when it expires within 30 days."""
+    from hosts import models as host_models
+
+    probe_model = getattr(host_models, "ProbeResult", None)
+    if probe_model is None:  # the probes have not landed
+        return []
+    since = now - dt.timedelta(days=7)
+    rows = (
+        probe_model.objects.filter(
+            host__organisation=organisation, name__endswith="_certificate", probed_at__gte=since
+        )
+        .select_related("host")
+        .order_by("host_id", "name", "port", "-probed_at")
+    )
+    found = []
+    seen: set[tuple[int, str, int]] = set()
+    for row in rows[:2000]:
+        service = (row.host_id, row.name, row.port)
+        if service in seen:  # an older probe of a service already read
+            continue
+        seen.add(service)
+        days = row.details.get("days_left") if isinstance(row.details, dict) else None
+        if isinstance(days, int) and days <= 30:
+            when = row.details.get("not_after") or "?"
+            found.append(f"- {row.host.name} port {row.port}: {days} days left ({when})")
+    return found
 
 
 def send_digest(organisation_id: int) -> bool:

@@ -198,3 +198,19 @@ def test_untrusted_certificate_is_a_permanent_failure(org, owner, webhook, setti
     assert webhook.requests == []
     channel.refresh_from_db()
     assert channel.consecutive_failures == 1
+
+
+def test_digest_lists_certificates_expiring_soon(org) -> None:
+    from hosts.models import ProbeResult
+
+    host = Host.objects.create(organisation=org, name="mx1.example.com", address="192.0.2.10")
+    now = timezone.now()
+    for days, when in ((90, now - timedelta(days=2)), (12, now - timedelta(hours=1))):
+        ProbeResult.objects.create(
+            host=host, name="smtp_certificate", address="192.0.2.10", port=25, status="ok",
+            summary="ok", details={"days_left": days, "not_after": "2026-12-15T00:00:00+00:00"},
+            probed_at=when,
+        )  # fmt: skip
+    _subject, body = build(org, now)
+    assert "- mx1.example.com port 25: 12 days left (2026-12-15T00:00:00+00:00)" in body
+    assert "90 days" not in body
