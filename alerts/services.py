@@ -14,7 +14,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from alerts import policy, render
-from alerts.models import AlertRule, AlertState, Channel, ChannelKind, MinStatus, Notification
+from alerts.models import (
+    AlertRule,
+    AlertState,
+    Channel,
+    ChannelKind,
+    DigestSettings,
+    MinStatus,
+    Notification,
+)
 from mailsec import secrets
 from mailsec.models import Organisation
 from mailsec.selectors import can_write
@@ -208,5 +216,22 @@ def state_snooze(*, state: AlertState, until: datetime, actor: Actor) -> AlertSt
         audit_record(
             actor=actor, action="alerts.state.snooze", obj=row,
             organisation=row.organisation, after={"key": row.key, "until": until.isoformat()},
+        )  # fmt: skip
+    return row
+
+
+def digest_set(*, organisation: Organisation, frequency: str, actor: Actor) -> DigestSettings:
+    """How often the owners get the digest: off, daily or weekly."""
+    _require_write(actor, organisation)
+    if frequency not in {"off", "daily", "weekly"}:
+        raise ValidationError({"frequency": "off, daily or weekly."})
+    with transaction.atomic():
+        row, _ = DigestSettings.objects.select_for_update().get_or_create(organisation=organisation)
+        before = row.frequency
+        row.frequency = frequency
+        row.save(update_fields=["frequency"])
+        audit_record(
+            actor=actor, action="alerts.digest.set", obj=row, organisation=organisation,
+            before={"frequency": before}, after={"frequency": frequency},
         )  # fmt: skip
     return row

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from alerts import selectors as alert_selectors
 from alerts import services as alert_services
-from alerts.models import Channel, ChannelKind, MinStatus
+from alerts.models import Channel, ChannelKind, DigestSettings, MinStatus
 from alerts.services import EVENT_KINDS
 from dashboard.forms import IdPrefixForm
 from dashboard.http import HtmxRequest
@@ -137,6 +137,7 @@ def alerts_page(request: HtmxRequest) -> HttpResponse:
         context.update(channels_context(request, organisation))
         context.update(rules_context(request, organisation))
         context.update(states_context(request, organisation))
+        context.update(digest_context(organisation, request))
     return render(request, "dashboard/alerts.html", context)
 
 
@@ -211,6 +212,38 @@ def _rules_panel(request: HtmxRequest, organisation: Organisation, **extra: Any)
         request,
         "dashboard/partials/alerts/rules.html",
         rules_context(request, organisation, **extra),
+    )
+
+
+def digest_context(
+    organisation: Organisation, request: HtmxRequest, **extra: Any
+) -> dict[str, Any]:
+    row = DigestSettings.objects.filter(organisation=organisation).first()
+    return {
+        "organisation": organisation,
+        "digest": row.frequency if row else "daily",
+        "digest_sent_at": row.last_sent_at if row else None,
+        "digest_choices": [("off", "Off"), ("daily", "Daily"), ("weekly", "Weekly")],
+        "can_write": can_write(request.user, organisation),
+        **extra,
+    }
+
+
+@require_POST
+def alert_digest_set(request: HtmxRequest, slug: str) -> HttpResponse:
+    organisation = _organisation(request, slug)
+    error = ""
+    try:
+        alert_services.digest_set(
+            organisation=organisation, frequency=request.POST.get("frequency", ""),
+            actor=request.user,
+        )  # fmt: skip
+    except (ValidationError, PermissionDenied) as exc:
+        error = _errors(exc)
+    return render(
+        request,
+        "dashboard/partials/alerts/digest.html",
+        digest_context(organisation, request, error=error),
     )
 
 

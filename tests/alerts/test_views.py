@@ -94,3 +94,17 @@ def test_acknowledge_and_snooze_from_the_page(org, owner) -> None:
     assert state.snoozed_until is not None
     actions = set(AuditLog.objects.values_list("action", flat=True))
     assert {"alerts.state.acknowledge", "alerts.state.snooze"} <= actions
+
+
+def test_digest_frequency(org, owner, viewer) -> None:
+    from alerts.models import DigestSettings
+
+    response = login(owner).post(f"/alerts/{org.slug}/digest/", {"frequency": "weekly"}, **HTMX)
+    assert response.status_code == 200
+    assert DigestSettings.objects.get(organisation=org).frequency == "weekly"
+    bad = login(owner).post(f"/alerts/{org.slug}/digest/", {"frequency": "hourly"}, **HTMX)
+    assert "off, daily or weekly" in bad.content.decode()
+    denied = login(viewer).post(f"/alerts/{org.slug}/digest/", {"frequency": "off"}, **HTMX)
+    assert "cannot change" in denied.content.decode()
+    assert DigestSettings.objects.get(organisation=org).frequency == "weekly"
+    assert AuditLog.objects.filter(action="alerts.digest.set").count() == 1
