@@ -190,10 +190,19 @@ class ProbeResult(models.Model):
     """One live probe of a host's service (smtp_starttls on port 25, imap_tls on 993, ...).
 
     Every run adds rows (the history); the host's current state is the newest row per
-    (name, port). A change of status is also recorded as a HostEvent(kind="probe").
+    (name, port). A change of status is also recorded as a HostEvent(kind="probe"). A domain's
+    MX target that is no managed host is probed on port 25 too: `domain` and `target` instead
+    of `host`.
     """
 
-    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="probe_results")
+    host = models.ForeignKey(
+        Host, on_delete=models.CASCADE, null=True, blank=True, related_name="probe_results"
+    )
+    domain = models.ForeignKey(
+        Domain, on_delete=models.CASCADE, null=True, blank=True, related_name="mx_probe_results",
+        help_text="For an MX target of the domain that is not a managed host",
+    )  # fmt: skip
+    target = models.CharField(max_length=253, blank=True, help_text="The MX name probed")
     name = models.CharField(max_length=40, help_text="smtp_starttls, smtp_relay, imap_tls, ...")
     address = models.CharField(max_length=45, help_text="The address connected to")
     port = models.PositiveIntegerField()
@@ -206,7 +215,16 @@ class ProbeResult(models.Model):
         ordering = ["-probed_at", "name", "port"]
         indexes = [
             models.Index(fields=["host", "name", "port", "-probed_at"], name="probe_host_name_at"),
+            models.Index(
+                fields=["domain", "target", "name", "port", "-probed_at"], name="probe_mx_name_at"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(host__isnull=False) | models.Q(domain__isnull=False),
+                name="probe_host_or_domain",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.host} {self.name}:{self.port} {self.status}"
+        return f"{self.host or self.target} {self.name}:{self.port} {self.status}"

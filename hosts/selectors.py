@@ -36,6 +36,9 @@ __all__ = [
     "host_visible",
     "hosts_serving",
     "hosts_visible",
+    "mx_probe_last_requested",
+    "mx_probe_pending",
+    "mx_probe_results_current",
     "policies_visible",
     "policy_choices_of",
     "policy_values",
@@ -339,3 +342,41 @@ def probe_result_shape(row: ProbeResult) -> dict[str, Any]:
         "details": {**(row.details or {}), "address": row.address, "port": row.port},
         "checked_at": row.probed_at.isoformat(),
     }
+
+
+def mx_probe_pending(domain: Domain) -> TaskRun | None:
+    return (
+        TaskRun.objects.filter(
+            kind=TaskKind.HOST_PROBE, object_type="domain", object_id=str(domain.pk)
+        )
+        .exclude(state__in=FINISHED_TASK_STATES)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def mx_probe_last_requested(domain: Domain) -> datetime | None:
+    return (
+        TaskRun.objects.filter(
+            kind=TaskKind.HOST_PROBE, object_type="domain", object_id=str(domain.pk)
+        )
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+
+
+def mx_probe_results_current(domain: Domain) -> list[ProbeResult]:
+    """The newest result per (MX target, name, port) of the domain's last MX probe run:
+    targets no longer in the MX set drop out with it."""
+    last = (
+        ProbeResult.objects.filter(domain=domain)
+        .order_by("-probed_at")
+        .values_list("probed_at", flat=True)
+        .first()
+    )
+    if last is None:
+        return []
+    return list(
+        ProbeResult.objects.filter(domain=domain, probed_at=last).order_by("target", "name", "port")
+    )

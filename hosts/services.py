@@ -567,6 +567,30 @@ def hosts_probe_queue_due(*, now: datetime | None = None) -> int:
         with transaction.atomic():
             _probe_queue(host=host, actor=None)
         queued += 1
+    return queued + _domains_mx_probe_queue_due(now=now, interval=interval)
+
+
+MX_DOMAINS_PER_TICK = 50
+
+
+def _domains_mx_probe_queue_due(*, now: datetime, interval: timedelta) -> int:
+    """Queue MX probes of domains without one within the interval, at most 50 a tick."""
+    recent = TaskRun.objects.filter(
+        kind=TaskKind.HOST_PROBE, object_type="domain", created_at__gte=now - interval
+    ).values_list("object_id", flat=True)
+    due = (
+        Domain.objects.exclude(pk__in=[int(pk) for pk in recent if pk.isdigit()])
+        .select_related("organisation")
+        .order_by("pk")[:MX_DOMAINS_PER_TICK]
+    )
+    queued = 0
+    for domain in due:
+        with transaction.atomic():
+            run = task_run_create(
+                organisation=domain.organisation, kind=TaskKind.HOST_PROBE, obj=domain, actor=None
+            )
+            task_run_enqueue(run, "hosts.tasks.probe_domain_mx", domain_id=domain.pk)
+        queued += 1
     return queued
 
 
@@ -574,7 +598,10 @@ def probe_target(host: Host, resolver: Resolver) -> probe.Target:
     """The one address the probe connects to: the host's address, or its name resolved once.
 
     Raises probe.ProbeRefused for an address the network guard refuses (no socket opened)."""
-    address = host.address.strip()
+    return _resolve_target(host.address.strip(), host.name, resolver)
+
+
+def _resolve_target(address: str, name: str, resolver: Resolver) -> probe.Target:
     try:
         ipaddress.ip_address(address)
     except ValueError:
@@ -590,7 +617,7 @@ def probe_target(host: Host, resolver: Resolver) -> probe.Target:
     reason = probe.refuse_reason(address)
     if reason:
         raise probe.ProbeRefused(reason)
-    return probe.Target(address=address, name=host.name.lower().rstrip("."))
+    return probe.Target(address=address, name=name.lower().rstrip("."))
 
 
 def _ptr(resolver: Resolver, address: str) -> tuple[list[str] | None, str]:
@@ -611,26 +638,17 @@ def _tlsa(resolver: Resolver, name: str) -> tuple[list[str] | None, str]:
     return None, answer.reason or "lookup failed"
 
 
-def probe_observe(
-    host: Host, *, resolver: Resolver, ports: ProbePorts, now: datetime,
-    total_seconds: float = PROBE_TOTAL_SECONDS,
-) -> tuple[str, list[verdicts.Result]]:  # fmt: skip
-    """Probe every service of the host; (address probed, results). No database writes."""
-    try:
-        target = probe_target(host, resolver)
-    except probe.ProbeRefused as exc:
-        return "", [verdicts.Result("probe_target", 0, verdicts.ERROR,
-                                    f"Not probed: {exc}", {"refused": str(exc)})]  # fmt: skip
-    budget = probe.Budget.seconds(total_seconds)
+def _probe_smtp_25(
+    target: probe.Target, *, resolver: Resolver, ports: ProbePorts, now: datetime,
+    budget: probe.Budget, expected_size: int | None, with_size: bool,
+) -> list[verdicts.Result]:  # fmt: skip
+    """Port 25: STARTTLS, certificate, AUTH, banner vs PTR, SIZE, open relay, DANE."""
     results: list[verdicts.Result] = []
-    expected_size = None
-    if host.policy_id is not None:
-        expected_size = selectors.policy_values(host.policy).message_size_limit  # type: ignore[arg-type]
     smtp = probe.probe_smtp(target, ports.smtp, budget, implicit=False)
     results += verdicts.smtp_results(smtp, expected_name=target.name, now=now)
     ptr_names, ptr_error = _ptr(resolver, target.address)
     banner = verdicts.banner_ptr_result(smtp, target.address, ptr_names, ptr_error)
-    size = verdicts.size_result(smtp, expected_size)
+    size = verdicts.size_result(smtp, expected_size) if with_size else None
     results += [r for r in (banner, size) if r is not None]
     if not smtp.error:
         relay = probe.probe_relay(target, ports.smtp, budget, use_tls=smtp.starttls_offered)
@@ -642,6 +660,25 @@ def probe_observe(
     )
     if dane is not None:
         results.append(dane)
+    return results
+
+
+def probe_observe(
+    host: Host, *, resolver: Resolver, ports: ProbePorts, now: datetime,
+    total_seconds: float = PROBE_TOTAL_SECONDS,
+) -> tuple[str, list[verdicts.Result]]:  # fmt: skip
+    """Probe every service of the host; (address probed, results). No database writes."""
+    try:
+        target = probe_target(host, resolver)
+    except probe.ProbeRefused as exc:
+        return "", [verdicts.Result("probe_target", 0, verdicts.ERROR,
+                                    f"Not probed: {exc}", {"refused": str(exc)})]  # fmt: skip
+    budget = probe.Budget.seconds(total_seconds)
+    expected_size = None
+    if host.policy_id is not None:
+        expected_size = selectors.policy_values(host.policy).message_size_limit  # type: ignore[arg-type]
+    results = _probe_smtp_25(target, resolver=resolver, ports=ports, now=now, budget=budget,
+                             expected_size=expected_size, with_size=True)  # fmt: skip
     submission = probe.probe_smtp(target, ports.submission, budget, implicit=False)
     if "Connection refused" not in submission.error:
         results += verdicts.smtp_results(submission, expected_name=target.name, now=now)
@@ -701,4 +738,116 @@ def host_probe_run(
         "host": host.name,
         "address": address,
         "results": [selectors.probe_result_shape(row) for row in rows],
+    }
+
+
+# --- a domain's MX targets that are no managed host -----------------------------------------
+
+MX_TARGETS_MAX = 5
+MX_PROBE_SECONDS = 60.0
+
+
+def domain_mx_targets(domain: Domain, resolver: Resolver) -> tuple[list[str], str]:
+    """The domain's MX names (by preference; at most 5) that are no managed host of its
+    organisation (those are probed as hosts), and an error when the MX lookup failed."""
+    answer = resolver.lookup(domain.name, "MX")
+    if answer.status in (LookupStatus.NXDOMAIN, LookupStatus.NODATA):
+        return [], ""
+    if answer.status != LookupStatus.OK:
+        return [], answer.reason or "lookup failed"
+    managed = {
+        name.lower().rstrip(".")
+        for name in Host.objects.filter(organisation_id=domain.organisation_id).values_list(
+            "name", flat=True
+        )
+    }
+    ordered = []
+    for record in answer.records:
+        preference, _, exchange = record.partition(" ")
+        if preference.isdigit() and exchange and exchange != ".":
+            ordered.append((int(preference), exchange.lower().rstrip(".")))
+    names: list[str] = []
+    for _preference, exchange in sorted(ordered):
+        if exchange not in managed and exchange not in names:
+            names.append(exchange)
+    return names[:MX_TARGETS_MAX], ""
+
+
+@transaction.atomic
+def domain_mx_probe_request(*, domain: Domain, actor: Actor) -> TaskRun:
+    """Queue a probe of the domain's MX targets (202); join one queued; once a minute."""
+    _require_write(actor, domain.organisation)
+    Domain.objects.select_for_update().filter(pk=domain.pk).first()
+    pending = selectors.mx_probe_pending(domain)
+    if pending is not None:
+        return pending
+    last = selectors.mx_probe_last_requested(domain)
+    if last is not None and timezone.now() - last < PROBE_MIN_INTERVAL:
+        wait = int((PROBE_MIN_INTERVAL - (timezone.now() - last)).total_seconds()) + 1
+        raise ProbeRateLimited(
+            f"{domain.name}'s MX targets were probed less than a minute ago; try again in "
+            f"{wait} s.",
+            wait,
+        )
+    run = task_run_create(
+        organisation=domain.organisation, kind=TaskKind.HOST_PROBE, obj=domain, actor=actor
+    )
+    task_run_enqueue(run, "hosts.tasks.probe_domain_mx", domain_id=domain.pk)
+    audit_record(
+        actor=actor, action="domain.mx_probe", obj=domain, organisation=domain.organisation,
+        after={"task_run": str(run.id)},
+    )  # fmt: skip
+    return run
+
+
+def domain_mx_probe_run(
+    domain_id: int, *, resolver: Resolver | None = None, ports: ProbePorts | None = None,
+    total_seconds: float = MX_PROBE_SECONDS,
+) -> dict[str, Any]:  # fmt: skip
+    """Probe port 25 of each MX target of the domain that is no managed host (STARTTLS,
+    certificate for the MX name, AUTH, banner vs PTR, open relay, DANE) and record the results."""
+    domain = Domain.objects.select_related("organisation").get(pk=domain_id)
+    resolver = resolver or Resolver()
+    ports = ports or ProbePorts()
+    now = timezone.now()
+    names, error = domain_mx_targets(domain, resolver)
+    rows: list[ProbeResult] = []
+    if error:
+        rows.append(ProbeResult(
+            domain=domain, target=domain.name, name="mx_targets", address="", port=0,
+            status=verdicts.ERROR, summary=f"The MX lookup failed: {error}"[:500],
+            details={"error": error}, probed_at=now,
+        ))  # fmt: skip
+    budget = probe.Budget.seconds(total_seconds)
+    for name in names:
+        try:
+            target = _resolve_target(name, name, resolver)
+        except probe.ProbeRefused as exc:
+            rows.append(ProbeResult(
+                domain=domain, target=name, name="probe_target", address="", port=0,
+                status=verdicts.ERROR, summary=f"Not probed: {exc}"[:500],
+                details={"refused": str(exc)}, probed_at=now,
+            ))  # fmt: skip
+            continue
+        found = _probe_smtp_25(target, resolver=resolver, ports=ports, now=now, budget=budget,
+                               expected_size=None, with_size=False)  # fmt: skip
+        rows += [
+            ProbeResult(
+                domain=domain,
+                target=name,
+                name=r.name,
+                address=target.address,
+                port=r.port,
+                status=r.status,
+                summary=r.summary[:500],
+                details=r.details,
+                probed_at=now,
+            )
+            for r in found
+        ]
+    ProbeResult.objects.bulk_create(rows)
+    return {
+        "domain": domain.name,
+        "targets": names,
+        "results": [{**selectors.probe_result_shape(row), "target": row.target} for row in rows],
     }

@@ -358,5 +358,7 @@ def domain_hosts(request: HtmxRequest, pk: int) -> HttpResponse:
             "hosts": list(selectors.hosts_serving(domain)),
             # The MX view's live side: each serving host's current probe results.
             "host_probes": selectors.probe_results_for_domain(domain),
+            # Its MX targets that are no managed host, probed on port 25.
+            "mx_probes": selectors.mx_probe_results_current(domain),
         },
     )

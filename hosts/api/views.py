@@ -7,10 +7,12 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
-from rest_framework.decorators import action
+from rest_framework.decorators import action, api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from dns_records.models import Domain
+from dns_records.selectors import domains_visible
 from hosts import selectors, services
 from hosts.api.serializers import (
     ConfirmHostKeySerializer,
@@ -23,7 +25,7 @@ from hosts.api.serializers import (
     ProbeResultSerializer,
     RenderedFileSerializer,
 )
-from hosts.models import Host, Policy
+from hosts.models import Host, Policy, ProbeResult
 from mailsec.api.serializers import TaskAcceptedSerializer
 from mailsec.models import Organisation
 from mailsec.selectors import organisations_visible
@@ -236,3 +238,37 @@ class HostViewSet(
         else:
             found = selectors.probe_results_current(host)
         return Response(ProbeResultSerializer(found, many=True).data)
+
+
+class MxProbeResultSerializer(ProbeResultSerializer):
+    """A domain MX target's probe result: the check shape, with the target in `details`."""
+
+    def get_details(self, row: ProbeResult) -> dict[str, Any]:
+        return {**super().get_details(row), "target": row.target}
+
+
+def _domain(request: Request, name: str) -> Domain:
+    domain = domains_visible(request.user).filter(name=name.lower().rstrip(".")).first()
+    if domain is None:
+        raise exceptions.NotFound("No such domain.")
+    return domain
+
+
+@extend_schema(request=None, responses={202: TaskAcceptedSerializer})
+@api_view(["POST"])
+def domain_mx_probe(request: Request, name: str) -> Response:
+    """Probe port 25 of the domain's MX targets that are no managed host (those are probed
+    as hosts); poll the task's `url`, then `mx-probes/`. Once a minute per domain (429)."""
+    try:
+        run = services.domain_mx_probe_request(domain=_domain(request, name), actor=request.user)
+    except services.ProbeRateLimited as exc:
+        raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from None
+    return Response(TaskAcceptedSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(responses={200: MxProbeResultSerializer(many=True)})
+@api_view(["GET"])
+def domain_mx_probes(request: Request, name: str) -> Response:
+    """The last MX probe's results, one per target, name and port."""
+    found = selectors.mx_probe_results_current(_domain(request, name))
+    return Response(MxProbeResultSerializer(found, many=True).data)

@@ -354,7 +354,11 @@ def zone_files(directory: Path, tlsa: list[str]) -> Path:
     soa = "@ 3600 IN SOA ns.probe.test. hostmaster.probe.test. 1 3600 600 86400 60\n@ 3600 IN NS ns.probe.test.\n"
     records = "".join(f"_25._tcp.mx 60 IN TLSA {record}\n" for record in tlsa)
     (directory / "probe.test.zone").write_text(
-        "$ORIGIN probe.test.\n" + soa + f"ns 60 IN A {KNOT_ADDRESS}\nmx 60 IN A {GOOD}\n" + records
+        "$ORIGIN probe.test.\n"
+        + soa
+        + f"ns 60 IN A {KNOT_ADDRESS}\nmx 60 IN A {GOOD}\nrelay 60 IN A {OPEN_RELAY}\n"
+        + "@ 60 IN MX 10 mx.probe.test.\n@ 60 IN MX 20 relay.probe.test.\n"
+        + records
     )
     ptrs = ""
     for address in (GOOD, PLAIN_AUTH, OPEN_RELAY, EXPIRED, WRONG_NAME):

@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives import serialization
 from django.core.management import call_command
 from django.test import override_settings
 
+from dns_records.models import Domain
 from dns_records.resolver import Resolver
-from hosts import services
+from hosts import selectors, services
 from hosts.models import Host, HostEvent, Policy, ProbeResult
 from hosts.probe import ProbeRefused
 from hosts.services import ProbePorts, host_probe_run
@@ -360,3 +361,35 @@ def test_a_host_name_is_resolved_once_and_its_address_checked(servers: Servers, 
     host.address = "nothing.probe.test"
     with pytest.raises(ProbeRefused, match="no address"):
         services.probe_target(host, servers.resolver())
+
+
+def test_a_domains_mx_targets_are_probed_on_port_25(
+    servers: Servers, probe_settings: None, org: Any
+) -> None:
+    """probe.test's MX: mx.probe.test (the correct server) and relay.probe.test (the open
+    relay, whose certificate names mx.probe.test): each probed for its own name."""
+    domain = Domain.objects.create(organisation=org, name="probe.test")
+    outcome = services.domain_mx_probe_run(domain.pk, resolver=servers.resolver())
+    assert outcome["targets"] == ["mx.probe.test", "relay.probe.test"]
+    found = {(r["target"], r["name"]): r for r in outcome["results"]}
+    assert found[("mx.probe.test", "smtp_starttls")]["status"] == "ok"
+    assert found[("mx.probe.test", "smtp_relay")]["status"] == "ok"
+    assert found[("mx.probe.test", "dane")]["status"] == "ok"
+    assert found[("relay.probe.test", "smtp_relay")]["status"] == "fail"
+    cert = found[("relay.probe.test", "smtp_certificate")]
+    assert cert["status"] == "fail" and "not for relay.probe.test" in cert["summary"]
+    assert not any(name.startswith(("imap", "pop3")) for _t, name in found)
+    current = selectors.mx_probe_results_current(domain)
+    assert {(r.target, r.address) for r in current} == {
+        ("mx.probe.test", ps.GOOD), ("relay.probe.test", ps.OPEN_RELAY),
+    }  # fmt: skip
+    # A managed host of the organisation is probed as a host, not again as an MX target.
+    Host.objects.create(organisation=org, name="mx.probe.test", address=ps.GOOD)
+    again = services.domain_mx_probe_run(domain.pk, resolver=servers.resolver())
+    assert again["targets"] == ["relay.probe.test"]
+    assert {r.target for r in selectors.mx_probe_results_current(domain)} == {"relay.probe.test"}
+    # Refused addresses are never connected to.
+    with override_settings(MAILSEC_PROBE_ALLOW_NETWORKS=[]):
+        refused = services.domain_mx_probe_run(domain.pk, resolver=servers.resolver())
+    [row] = refused["results"]
+    assert row["name"] == "probe_target" and "loopback" in row["summary"]

@@ -174,3 +174,49 @@ def test_same_address_under_two_hosts_is_probed_once_a_minute(
         TaskRun.objects.filter(kind=TaskKind.HOST_PROBE).update(state=TaskState.SUCCEEDED)
         response = outsider_api.post(f"/api/v1/hosts/{twin.pk}/probe/")
     assert response.status_code == 429, response.content
+
+
+def test_domain_mx_probe_endpoints(
+    owner_api: APIClient, viewer_api: APIClient, outsider_api: APIClient, viewer: Any, org: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    domain = Domain.objects.create(organisation=org, name="probe.test")
+    assert viewer_api.post("/api/v1/domains/probe.test/mx-probe/").status_code == 403
+    assert outsider_api.post("/api/v1/domains/probe.test/mx-probe/").status_code == 404
+    assert outsider_api.get("/api/v1/domains/probe.test/mx-probes/").status_code == 404
+    with django_capture_on_commit_callbacks(execute=False):
+        first = owner_api.post("/api/v1/domains/probe.test/mx-probe/")
+        joined = owner_api.post("/api/v1/domains/probe.test/mx-probe/")
+    assert first.status_code == 202 and joined.json()["task_id"] == first.json()["task_id"]
+    run = TaskRun.objects.get(pk=first.json()["task_id"])
+    assert (run.kind, run.object_type, run.object_id) == (
+        TaskKind.HOST_PROBE,
+        "domain",
+        str(domain.pk),
+    )
+    TaskRun.objects.filter(pk=run.pk).update(state=TaskState.SUCCEEDED)
+    assert owner_api.post("/api/v1/domains/probe.test/mx-probe/").status_code == 429
+    now = timezone.now()
+    for target, status in (("mx.probe.test", "ok"), ("relay.probe.test", "fail")):
+        ProbeResult.objects.create(
+            domain=domain, target=target, name="smtp_relay", address=ps.GOOD, port=25,
+            status=status, summary=f"{target} {status}", details={}, probed_at=now,
+        )  # fmt: skip
+    listed = viewer_api.get("/api/v1/domains/probe.test/mx-probes/").json()
+    assert [(r["details"]["target"], r["status"]) for r in listed] == [
+        ("mx.probe.test", "ok"), ("relay.probe.test", "fail"),
+    ]  # fmt: skip
+    assert all(set(r) == SHAPE for r in listed)
+    section = _login(viewer).get(f"/domains/{domain.pk}/hosts/", headers=HTMX).content.decode()
+    assert 'id="domain-mx-probes"' in section and "relay.probe.test fail" in section
+
+
+def test_beat_queues_domains_mx_probes_within_the_interval_once(
+    org: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    domain = Domain.objects.create(organisation=org, name="probe.test")
+    with django_capture_on_commit_callbacks(execute=False):
+        assert hosts_probe_queue_due() == 1
+        assert hosts_probe_queue_due() == 0  # queued within the interval
+    run = TaskRun.objects.get(kind=TaskKind.HOST_PROBE, object_type="domain")
+    assert run.object_id == str(domain.pk)
