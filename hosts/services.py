@@ -553,8 +553,15 @@ def hosts_probe_queue_due(*, now: datetime | None = None) -> int:
         host=OuterRef("host"), name=OuterRef("name"), port=OuterRef("port"),
         probed_at__gt=OuterRef("probed_at"),
     )  # fmt: skip
-    ProbeResult.objects.filter(probed_at__lt=now - PROBE_HISTORY_KEPT).filter(
+    ProbeResult.objects.filter(probed_at__lt=now - PROBE_HISTORY_KEPT, host__isnull=False).filter(
         Exists(newer)
+    ).delete()
+    # A domain's MX probes: everything before its last run is history.
+    newer_run = ProbeResult.objects.filter(
+        domain=OuterRef("domain"), probed_at__gt=OuterRef("probed_at")
+    )
+    ProbeResult.objects.filter(probed_at__lt=now - PROBE_HISTORY_KEPT, domain__isnull=False).filter(
+        Exists(newer_run)
     ).delete()
     interval = timedelta(minutes=settings.MAILSEC_PROBE_INTERVAL_MINUTES)
     queued = 0
@@ -845,6 +852,13 @@ def domain_mx_probe_run(
             )
             for r in found
         ]
+    if not rows:
+        # Recorded, so the last run's results (none) replace an earlier run's.
+        rows.append(ProbeResult(
+            domain=domain, target=domain.name, name="mx_targets", address="", port=0,
+            status=verdicts.OK, summary="No MX target besides the managed hosts to probe",
+            details={}, probed_at=now,
+        ))  # fmt: skip
     ProbeResult.objects.bulk_create(rows)
     return {
         "domain": domain.name,

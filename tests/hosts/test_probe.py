@@ -388,6 +388,12 @@ def test_a_domains_mx_targets_are_probed_on_port_25(
     again = services.domain_mx_probe_run(domain.pk, resolver=servers.resolver())
     assert again["targets"] == ["relay.probe.test"]
     assert {r.target for r in selectors.mx_probe_results_current(domain)} == {"relay.probe.test"}
+    # With every MX target managed, the last run says so (the earlier results are history).
+    Host.objects.create(organisation=org, name="relay.probe.test", address=ps.OPEN_RELAY)
+    services.domain_mx_probe_run(domain.pk, resolver=servers.resolver())
+    [only] = selectors.mx_probe_results_current(domain)
+    assert (only.name, only.status) == ("mx_targets", "ok")
+    Host.objects.filter(name="relay.probe.test").delete()
     # Refused addresses are never connected to.
     with override_settings(MAILSEC_PROBE_ALLOW_NETWORKS=[]):
         refused = services.domain_mx_probe_run(domain.pk, resolver=servers.resolver())

@@ -158,10 +158,16 @@ def test_beat_prunes_old_results_but_keeps_each_newest(
             host=host, name=name, address=ps.GOOD, port=25, status="ok", summary="",
             details={}, probed_at=now - timedelta(days=days),
         ).pk  # fmt: skip
+    domain = Domain.objects.create(organisation=host.organisation, name="probe.test")
+    for days in (200, 100):
+        made[("mx", days)] = ProbeResult.objects.create(
+            domain=domain, target="mx.probe.test", name="smtp_relay", address=ps.GOOD, port=25,
+            status="ok", summary="", details={}, probed_at=now - timedelta(days=days),
+        ).pk  # fmt: skip
     with django_capture_on_commit_callbacks(execute=False):
         hosts_probe_queue_due(now=now)
     left = set(ProbeResult.objects.values_list("pk", flat=True))
-    assert left == {made[("smtp_relay", 1)], made[("dane", 120)]}
+    assert left == {made[("smtp_relay", 1)], made[("dane", 120)], made[("mx", 100)]}
 
 
 def test_same_address_under_two_hosts_is_probed_once_a_minute(
