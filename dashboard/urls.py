@@ -82,6 +82,8 @@ urlpatterns = [
     path("alerts/", alerts.alerts_page, name="alerts_page"),
     path("alerts/<slug:slug>/channels/", alerts.alert_channel_add, name="alert_channel_add"),
     path("alerts/<slug:slug>/rules/", alerts.alert_rule_add, name="alert_rule_add"),
+    path("alerts/<slug:slug>/rules/panel/", alerts.alert_rules_panel, name="alert_rules_panel"),
+    path("alerts/<slug:slug>/digest/", alerts.alert_digest_set, name="alert_digest_set"),
     path("alert-channels/<id:pk>/test/", alerts.alert_channel_test, name="alert_channel_test"),
     path(
         "alert-channels/<id:pk>/enable/", alerts.alert_channel_enable, name="alert_channel_enable"
