@@ -118,6 +118,7 @@ def test_policy_update_changes_only_what_is_given(policy: Policy, owner: Any) ->
     assert policy.values["smtpd_soft_error_limit"] == 5
     assert policy.values["smtpd_hard_error_limit"] == 20
     log = AuditLog.objects.get(action="policy.update")
+    assert log.before is not None
     assert log.before["values"]["smtpd_soft_error_limit"] == 10
 
 
@@ -173,6 +174,7 @@ def test_register_audits_without_secrets(host: Host) -> None:
     text = str(log.after)
     assert "PRIVATE" not in text
     assert host.ssh_private_key not in text
+    assert log.after is not None
     assert log.after["host_key_fingerprint"] == host.host_key_fingerprint
 
 

@@ -74,7 +74,7 @@ def write_mmdb(path: Path, networks: dict[str, dict[str, Any]], database_type: s
         if record is None:
             return count
         kind, number = record
-        return number if kind == "node" else count + 16 + number
+        return int(number) if kind == "node" else count + 16 + int(number)
 
     tree = b"".join(
         value(left).to_bytes(3, "big") + value(right).to_bytes(3, "big") for left, right in nodes

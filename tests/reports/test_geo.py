@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -22,7 +24,7 @@ ASN_NETWORKS = {
         "autonomous_system_organization": "Six Net",
     },
 }
-COUNTRY_NETWORKS = {
+COUNTRY_NETWORKS: dict[str, dict[str, Any]] = {
     "192.0.2.0/24": {"country": {"iso_code": "NL", "names": {"en": "Netherlands"}}},
     "8.8.8.0/24": {"country": {"iso_code": "US"}},
 }
@@ -65,6 +67,7 @@ def test_install_updates_the_sources_already_known(ip_dir, asn_file, capsys):
     from mailsec.models import AuditLog
 
     entry = AuditLog.objects.get(action="report.ip_database.install")
+    assert entry.after is not None
     assert entry.after["kind"] == "asn" and entry.after["sources_updated"] == 1
     assert entry.actor_name == "system"
     known = SourceInfo.objects.get(ip="192.0.2.8")

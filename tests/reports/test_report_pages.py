@@ -103,7 +103,9 @@ def test_dashboard_shows_every_section(client_of, owner, report, org):
         f'href="/reports/{report.pk}/"',
     ):
         assert needle in html, needle
-    attribute = re.search(r'id="report-chart" data-chart="([^"]*)"', html).group(1)
+    found = re.search(r'id="report-chart" data-chart="([^"]*)"', html)
+    assert found is not None
+    attribute = found.group(1)
     data = json.loads(htmllib.unescape(attribute))
     assert len(data["x"]) == 7
     assert data["series"][0]["values"][-1] == 940  # yesterday's passes

@@ -106,6 +106,7 @@ def test_the_summary_of_a_sampled_domain_reads_its_rollups(owner_api, org, inges
     from dns_records.models import Domain
 
     report = Report.objects.filter(organisation=org).order_by("-date_begin").first()
+    assert report is not None
     Domain.objects.get_or_create(organisation=org, name=report.policy_domain)
     days = min((dt.date.today() - report.date_begin.date()).days + 1, selectors.MAX_RANGE_DAYS)
     body = owner_api.get(
@@ -127,6 +128,7 @@ def test_drill_down_pages_render_every_sample_report(client, owner, org, ingeste
         if report.raw_message_id:
             raw = client.get(f"/raw-messages/{report.raw_message_id}/download/")
             assert raw["Content-Disposition"].startswith("attachment;")
+            assert report.raw_message is not None
             assert raw.content == bytes(report.raw_message.content)
 
 

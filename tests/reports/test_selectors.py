@@ -204,12 +204,14 @@ def test_reports_visible_are_scoped_and_filtered(owner, outsider, org, data):
     assert selectors.reports_visible(owner, until=days_ago(5)).count() == 1
     assert selectors.reports_visible(outsider, domain=D).count() == 1
     report = mine.first()
+    assert report is not None
     assert selectors.report_visible(outsider, report.pk) is None
     assert selectors.report_visible(owner, report.pk) == report
 
 
 def test_report_records_most_messages_first(owner, org, data):
     report = selectors.reports_visible(owner, domain=D).filter(org_name="google.com").first()
+    assert report is not None
     counts = [r.count for r in selectors.report_records(report)]
     assert counts == [900, 50, 40]
 
