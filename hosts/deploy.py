@@ -293,7 +293,7 @@ class _Log:
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
-        self.lines: list[str] = []
+        self.lines: list[str] = deployment.log.splitlines()  # a redelivered run continues it
 
     def __call__(self, message: str) -> None:
         stamp = timezone.now().strftime("%H:%M:%S")
@@ -367,15 +367,42 @@ def _greets(address: str, port: int, expected: str, log: _Log, *, wait: float = 
         time.sleep(0.3)
 
 
-def _wait_for_lease(host_id: int, wait: float) -> None:
+def _acquire(host_id: int, deployment_id: int) -> str | None:
+    """Take the lease and mark the deployment running, in one transaction on the host's row.
+
+    A deployment already running with nobody else running on the host was left by a worker
+    that died (its task redelivered): it takes its own lease over. Returns how the lease was
+    taken, or None while another deployment holds it.
+    """
+    with transaction.atomic():
+        Host.objects.select_for_update().filter(pk=host_id).first()
+        now = timezone.now()
+        how: str | None = "taken" if lease_take(host_id, now=now) else None
+        if how is None:
+            running = Deployment.objects.filter(host_id=host_id, state=DeploymentState.RUNNING)
+            if (
+                running.filter(pk=deployment_id).exists()
+                and not running.exclude(pk=deployment_id).exists()
+            ):
+                Host.objects.filter(pk=host_id).update(deploying_until=now + LEASE)
+                how = "taken over from this deployment's previous worker"
+        if how is not None:
+            Deployment.objects.filter(pk=deployment_id).update(
+                state=DeploymentState.RUNNING, started_at=now
+            )
+        return how
+
+
+def _wait_for_lease(host_id: int, deployment_id: int, wait: float) -> str:
     deadline = time.monotonic() + wait
-    while not lease_take(host_id):
+    while (how := _acquire(host_id, deployment_id)) is None:
         if time.monotonic() > deadline:
             until = (
                 Host.objects.filter(pk=host_id).values_list("deploying_until", flat=True).first()
             )
             raise HostBusy(f"another deployment holds this host until {until:%Y-%m-%d %H:%M:%S}")
         time.sleep(0.2)
+    return how
 
 
 def deployment_run(
@@ -390,17 +417,15 @@ def deployment_run(
         return {"state": deployment.state, "deployment": deployment.pk}
     host_id = deployment.host_id
     log = _Log(deployment)
-    log(deployment.log.strip()) if deployment.log.strip() else None
     try:
-        _wait_for_lease(host_id, wait)
+        how = _wait_for_lease(host_id, deployment.pk, wait)
     except HostBusy as exc:
         log(str(exc))
         _finish(deployment, DeploymentState.FAILED, log)
         return {"state": deployment.state, "deployment": deployment.pk}
     try:
-        deployment.state = DeploymentState.RUNNING
-        deployment.started_at = timezone.now()
-        deployment.save(update_fields=["state", "started_at"])
+        deployment.refresh_from_db(fields=["state", "started_at"])
+        log(f"lease {how}")
         host = Host.objects.select_related("policy", "organisation").get(pk=host_id)
         state = _deploy(host, deployment, log, session_factory)
     except HostKeyMismatch as exc:

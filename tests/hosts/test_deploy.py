@@ -556,3 +556,24 @@ def test_facts_the_renderer_refuses_fail_the_deployment_with_every_problem(rig):
     assert "smtp_service" in deployment.log and "opendkim_ports" in deployment.log
     assert rig.snapshot() == before
     assert not [line for line in deployment.log.splitlines() if "$ " in line and "rsync" in line]
+
+
+def test_a_redelivered_running_deployment_takes_over_its_dead_workers_lease(rig):
+    # A worker died mid-deployment: its deployment is "running" and its lease still held.
+    deployment = Deployment.objects.create(
+        host=rig.host, state=DeploymentState.RUNNING, log="12:00:00 connecting\n"
+    )
+    Host.objects.filter(pk=rig.host.pk).update(
+        deploying_until=timezone.now() + timedelta(minutes=10)
+    )
+    deployment_run(deployment.pk, wait=1)
+    deployment.refresh_from_db()
+    assert deployment.state == DeploymentState.SUCCEEDED, deployment.log
+    assert deployment.log.startswith("12:00:00 connecting\n")
+    assert "lease taken over from this deployment's previous worker" in deployment.log
+    # Another deployment does not take a lease held by a running one.
+    other = Deployment.objects.create(host=rig.host, state=DeploymentState.RUNNING)
+    assert lease_take(rig.host.pk)
+    held = rig.deploy(wait=0.5)
+    assert held.state == DeploymentState.FAILED and "another deployment holds" in held.log
+    other.delete()
