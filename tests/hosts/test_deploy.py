@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -73,7 +74,7 @@ def rig(tmp_path: Path, org, settings) -> Iterator[Rig]:
     postfix.prepare()
     dovecot.prepare()
     sshd.start()
-    started: list = [sshd]
+    started: list[Any] = [sshd]
     try:
         postfix.start()
         started.append(postfix)
@@ -256,7 +257,9 @@ def test_two_concurrent_deployments_serialise(rig):
     assert states == sorted([DeploymentState.SUCCEEDED, DeploymentState.UNCHANGED]), (
         first.log + second.log
     )
-    a, b = sorted([first, second], key=lambda d: d.started_at)
+    assert first.started_at and second.started_at
+    a, b = sorted([first, second], key=lambda d: d.started_at.timestamp() if d.started_at else 0.0)
+    assert a.finished_at is not None and b.started_at is not None
     assert a.finished_at <= b.started_at
     rig.host.refresh_from_db()
     assert rig.host.deploying_until is None
