@@ -40,7 +40,7 @@ INGEST_ADDRESSES = "dmarc@reports.test,tls-reports@reports.test"
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_RECIPIENTS = 3
 MAX_CONNECTIONS = 4
-SAMPLES = REPO.parent / "shared" / "samples" / "dmarc"
+SAMPLES = REPO / "tests" / "fixtures" / "reports" / "samples"
 GOOGLE_EML = (
     SAMPLES
     / "parsedmarc/samples/aggregate"
