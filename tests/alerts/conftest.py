@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from tests.certificates import cert_pem, key_pem, make_ca
+
 WEBHOOK_ADDRESS = "127.0.0.100"
 SMTP_ADDRESS = "127.0.0.101"
 SILENT_ADDRESS = "127.0.0.102"
@@ -25,50 +27,24 @@ HOOK_NAME = "hook.alerts.test"
 
 
 def make_certificates(directory: Path, address: str) -> tuple[Path, Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alerts test CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-                       critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]))
-        .issuer_name(ca_name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address(address)), x509.DNSName(HOOK_NAME)]),
-            critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
+    hour, day = datetime.timedelta(hours=1), datetime.timedelta(days=1)
+    ca = make_ca("alerts test CA", not_before=now - hour, not_after=now + day)
+    cert, key = ca.issue(
+        address,
+        dns_names=[HOOK_NAME],
+        ip_addresses=[address],
+        not_before=now - hour,
+        not_after=now + day,
+    )
     ca_file, cert_file, key_file = (
         directory / "ca.pem",
         directory / "cert.pem",
         directory / "key.pem",
     )
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    ca_file.write_bytes(ca.pem)
+    cert_file.write_bytes(cert_pem(cert))
+    key_file.write_bytes(key_pem(key))
     return ca_file, cert_file, key_file
 
 

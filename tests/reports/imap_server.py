@@ -9,7 +9,6 @@ group and stopped by that pid only.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import os
 import pwd
 import shutil
@@ -18,22 +17,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
+from tests.certificates import cert_pem, key_pem, make_ca
 from tests.servers import free_port, missing, stop_process, wait_for_tcp
 
 IMAP_ADDRESS = "127.0.0.41"
 HOST_NAME = "imap.reports.test"
 MAIL_USER = "nobody"  # the system user owning the Maildirs (never root)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 def make_certificates(
@@ -42,63 +31,20 @@ def make_certificates(
     """A CA, and a server certificate it signed for the address and host name (by default
     127.0.0.41 and imap.reports.test): (ca_file, cert_file, key_file)."""
     now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailsec test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_subject)
-        .issuer_name(ca_subject)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host_name)]))
-        .issuer_name(ca_subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(host_name), x509.IPAddress(ipaddress.ip_address(address))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    hour, day = datetime.timedelta(hours=1), datetime.timedelta(days=1)
+    ca = make_ca("mailsec test CA", not_before=now - hour, not_after=now + 2 * day)
+    cert, key = ca.issue(
+        host_name,
+        dns_names=[host_name],
+        ip_addresses=[address],
+        not_before=now - hour,
+        not_after=now + day,
     )
     ca_file = directory / "ca.pem"
     cert_file, key_file = directory / "server.pem", directory / "server.key"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(_key_pem(key))
+    ca_file.write_bytes(ca.pem)
+    cert_file.write_bytes(cert_pem(cert))
+    key_file.write_bytes(key_pem(key))
     key_file.chmod(0o600)
     return ca_file, cert_file, key_file
 
