@@ -23,9 +23,9 @@ from alerts import services as alert_services
 from alerts.models import Channel, ChannelKind, DigestSettings, MinStatus
 from alerts.services import EVENT_KINDS
 from dashboard.forms import IdPrefixForm
-from dashboard.http import HtmxRequest
+from dashboard.http import HtmxRequest, error_text, organisation_or_404
 from mailsec.models import Organisation
-from mailsec.selectors import can_write, organisation_visible, organisations_visible
+from mailsec.selectors import can_write, organisations_visible
 
 CHANNELS_CHANGED = "alert-channels-changed"
 SNOOZE_CHOICES = [("60", "1 hour"), ("240", "4 hours"), ("1440", "1 day"), ("10080", "1 week")]
@@ -68,19 +68,6 @@ class RuleForm(IdPrefixForm):
         super().__init__(*args, **kwargs)
         channels = Channel.objects.filter(organisation=organisation)
         self.fields["channels"].choices = [(str(c.pk), c.name) for c in channels]  # type: ignore[attr-defined]
-
-
-def _organisation(request: HtmxRequest, slug: str) -> Organisation:
-    organisation = organisation_visible(request.user, slug)
-    if organisation is None:
-        raise Http404("No such organisation.")
-    return organisation
-
-
-def _errors(exc: ValidationError | PermissionDenied) -> str:
-    if isinstance(exc, PermissionDenied):
-        return str(exc)
-    return " ".join(exc.messages)
 
 
 def channels_context(
@@ -151,7 +138,7 @@ def _channels_panel(request: HtmxRequest, organisation: Organisation, **extra: A
 
 @require_POST
 def alert_channel_add(request: HtmxRequest, slug: str) -> HttpResponse:
-    organisation = _organisation(request, slug)
+    organisation = organisation_or_404(request, slug)
     form = ChannelForm(request.POST)
     if not form.is_valid():
         return _channels_panel(request, organisation, channel_form=form)
@@ -162,7 +149,7 @@ def alert_channel_add(request: HtmxRequest, slug: str) -> HttpResponse:
             actor=request.user,
         )  # fmt: skip
     except (ValidationError, PermissionDenied) as exc:
-        return _channels_panel(request, organisation, channel_form=form, error=_errors(exc))
+        return _channels_panel(request, organisation, channel_form=form, error=error_text(exc))
     response = _channels_panel(request, organisation, created=channel, secret=secret)
     response["HX-Trigger"] = CHANNELS_CHANGED  # the rule form lists the channels
     return response
@@ -178,7 +165,7 @@ def alert_channel_test(request: HtmxRequest, pk: int) -> HttpResponse:
     try:
         alert_services.channel_test(channel=channel, actor=request.user)
     except (ValidationError, PermissionDenied) as exc:
-        return _channels_panel(request, channel.organisation, error=_errors(exc))
+        return _channels_panel(request, channel.organisation, error=error_text(exc))
     return _channels_panel(
         request, channel.organisation, notice=f"A test message to {channel.name} is on its way."
     )
@@ -190,7 +177,7 @@ def alert_channel_enable(request: HtmxRequest, pk: int) -> HttpResponse:
     try:
         alert_services.channel_enable(channel=channel, actor=request.user)
     except PermissionDenied as exc:
-        return _channels_panel(request, channel.organisation, error=_errors(exc))
+        return _channels_panel(request, channel.organisation, error=error_text(exc))
     return _channels_panel(request, channel.organisation)
 
 
@@ -201,7 +188,7 @@ def alert_channel_remove(request: HtmxRequest, pk: int) -> HttpResponse:
     try:
         alert_services.channel_delete(channel=channel, actor=request.user)
     except PermissionDenied as exc:
-        return _channels_panel(request, organisation, error=_errors(exc))
+        return _channels_panel(request, organisation, error=error_text(exc))
     response = _channels_panel(request, organisation)
     response["HX-Trigger"] = CHANNELS_CHANGED
     return response
@@ -231,7 +218,7 @@ def digest_context(
 
 @require_POST
 def alert_digest_set(request: HtmxRequest, slug: str) -> HttpResponse:
-    organisation = _organisation(request, slug)
+    organisation = organisation_or_404(request, slug)
     error = ""
     try:
         alert_services.digest_set(
@@ -239,7 +226,7 @@ def alert_digest_set(request: HtmxRequest, slug: str) -> HttpResponse:
             actor=request.user,
         )  # fmt: skip
     except (ValidationError, PermissionDenied) as exc:
-        error = _errors(exc)
+        error = error_text(exc)
     return render(
         request,
         "dashboard/partials/alerts/digest.html",
@@ -249,12 +236,12 @@ def alert_digest_set(request: HtmxRequest, slug: str) -> HttpResponse:
 
 @require_GET
 def alert_rules_panel(request: HtmxRequest, slug: str) -> HttpResponse:
-    return _rules_panel(request, _organisation(request, slug))
+    return _rules_panel(request, organisation_or_404(request, slug))
 
 
 @require_POST
 def alert_rule_add(request: HtmxRequest, slug: str) -> HttpResponse:
-    organisation = _organisation(request, slug)
+    organisation = organisation_or_404(request, slug)
     form = RuleForm(organisation, request.POST)
     if not form.is_valid():
         return _rules_panel(request, organisation, rule_form=form)
@@ -267,7 +254,7 @@ def alert_rule_add(request: HtmxRequest, slug: str) -> HttpResponse:
             domains=domains, actor=request.user,
         )  # fmt: skip
     except (ValidationError, PermissionDenied) as exc:
-        return _rules_panel(request, organisation, rule_form=form, error=_errors(exc))
+        return _rules_panel(request, organisation, rule_form=form, error=error_text(exc))
     return _rules_panel(request, organisation)
 
 
@@ -278,7 +265,7 @@ def alert_rule_remove(request: HtmxRequest, pk: int) -> HttpResponse:
     try:
         alert_services.rule_delete(rule=rule, actor=request.user)
     except PermissionDenied as exc:
-        return _rules_panel(request, organisation, error=_errors(exc))
+        return _rules_panel(request, organisation, error=error_text(exc))
     return _rules_panel(request, organisation)
 
 
@@ -296,7 +283,7 @@ def alert_state_acknowledge(request: HtmxRequest, pk: int) -> HttpResponse:
     try:
         alert_services.state_acknowledge(state=state, actor=request.user)
     except (ValidationError, PermissionDenied) as exc:
-        return _states_panel(request, state.organisation, error=_errors(exc))
+        return _states_panel(request, state.organisation, error=error_text(exc))
     return _states_panel(request, state.organisation)
 
 
@@ -310,5 +297,5 @@ def alert_state_snooze(request: HtmxRequest, pk: int) -> HttpResponse:
     try:
         alert_services.state_snooze(state=state, until=until, actor=request.user)
     except (ValidationError, PermissionDenied) as exc:
-        return _states_panel(request, state.organisation, error=_errors(exc))
+        return _states_panel(request, state.organisation, error=error_text(exc))
     return _states_panel(request, state.organisation)

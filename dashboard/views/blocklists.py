@@ -26,11 +26,11 @@ from blocklists import services as bl_services
 from blocklists.models import BlacklistEntry, BlocklistZone
 from blocklists.zones import ZoneKind, zone_info
 from dashboard.forms import IdPrefixForm
-from dashboard.http import HtmxRequest
+from dashboard.http import HtmxRequest, error_text, organisation_or_404
 from dns_records import selectors as domain_selectors
 from dns_records.models import Domain
 from mailsec.models import Organisation
-from mailsec.selectors import User, can_write, organisation_visible, organisations_visible
+from mailsec.selectors import User, can_write, organisations_visible
 
 EXPIRY_CHOICES = [
     ("never", "never expires"),
@@ -102,19 +102,6 @@ class DqsKeyForm(IdPrefixForm):
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _organisation(request: HtmxRequest, slug: str) -> Organisation:
-    organisation = organisation_visible(request.user, slug)
-    if organisation is None:
-        raise Http404("No such organisation.")
-    return organisation
-
-
-def _errors(exc: ValidationError | PermissionDenied) -> str:
-    if isinstance(exc, PermissionDenied):
-        return str(exc)
-    return " ".join(exc.messages)
-
-
 def matrix_context(
     request: HtmxRequest, organisation: Organisation, **extra: Any
 ) -> dict[str, Any]:
@@ -183,7 +170,7 @@ def blocklist_page(request: HtmxRequest) -> HttpResponse:
 
 @require_GET
 def blocklist_matrix(request: HtmxRequest, slug: str) -> HttpResponse:
-    organisation = _organisation(request, slug)
+    organisation = organisation_or_404(request, slug)
     return render(
         request,
         "dashboard/partials/blocklists/matrix.html",
@@ -193,7 +180,7 @@ def blocklist_matrix(request: HtmxRequest, slug: str) -> HttpResponse:
 
 @require_POST
 def blocklist_poll(request: HtmxRequest, slug: str) -> HttpResponse:
-    organisation = _organisation(request, slug)
+    organisation = organisation_or_404(request, slug)
     error = ""
     try:
         bl_services.poll_request(organisation=organisation, actor=request.user)
@@ -215,7 +202,7 @@ def _entries_panel(request: HtmxRequest, organisation: Organisation, **extra: An
 
 @require_POST
 def blacklist_entry_add(request: HtmxRequest, slug: str) -> HttpResponse:
-    organisation = _organisation(request, slug)
+    organisation = organisation_or_404(request, slug)
     form = BlacklistEntryForm(request.POST)
     if not form.is_valid():
         return _entries_panel(request, organisation, entry_form=form)
@@ -228,7 +215,7 @@ def blacklist_entry_add(request: HtmxRequest, slug: str) -> HttpResponse:
             actor=request.user,
         )
     except (ValidationError, PermissionDenied) as exc:
-        return _entries_panel(request, organisation, entry_form=form, error=_errors(exc))
+        return _entries_panel(request, organisation, entry_form=form, error=error_text(exc))
     return _entries_panel(request, organisation)
 
 
@@ -259,7 +246,7 @@ def _zones_panel(request: HtmxRequest, organisation: Organisation, **extra: Any)
 
 @require_POST
 def blocklist_zone_add(request: HtmxRequest, slug: str) -> HttpResponse:
-    organisation = _organisation(request, slug)
+    organisation = organisation_or_404(request, slug)
     form = BlocklistZoneForm(request.POST)
     if not form.is_valid():
         return _zones_panel(request, organisation, zone_form=form)
@@ -271,7 +258,7 @@ def blocklist_zone_add(request: HtmxRequest, slug: str) -> HttpResponse:
             actor=request.user,
         )
     except (ValidationError, PermissionDenied) as exc:
-        return _zones_panel(request, organisation, zone_form=form, error=_errors(exc))
+        return _zones_panel(request, organisation, zone_form=form, error=error_text(exc))
     return _zones_panel(request, organisation)
 
 
@@ -305,7 +292,7 @@ def blocklist_zone_remove(request: HtmxRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def blocklist_dqs_key(request: HtmxRequest, slug: str) -> HttpResponse:
-    organisation = _organisation(request, slug)
+    organisation = organisation_or_404(request, slug)
     form = DqsKeyForm(request.POST)
     if not form.is_valid():
         return _zones_panel(request, organisation, dqs_form=form)
@@ -316,7 +303,7 @@ def blocklist_dqs_key(request: HtmxRequest, slug: str) -> HttpResponse:
     try:
         bl_services.dqs_key_set(organisation=organisation, key=key, actor=request.user)
     except (ValidationError, PermissionDenied) as exc:
-        return _zones_panel(request, organisation, dqs_form=DqsKeyForm(), error=_errors(exc))
+        return _zones_panel(request, organisation, dqs_form=DqsKeyForm(), error=error_text(exc))
     return _zones_panel(request, organisation, saved=True)
 
 

@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.forms import DkimKeyForm, DkimRotationForm, DkimSelectorForm, DnsUpdateForm
-from dashboard.http import HtmxRequest
+from dashboard.http import HtmxRequest, error_text
 from dns_records import dkim_keys
 from dns_records import selectors as domain_selectors
 from dns_records import services as domain_services
@@ -71,12 +71,6 @@ def _panel(request: HtmxRequest, domain: Domain, **extra: object) -> HttpRespons
     return render(request, "dashboard/partials/dkim_panel.html", context)
 
 
-def _errors(exc: ValidationError | PermissionDenied) -> str:
-    if isinstance(exc, PermissionDenied):
-        return str(exc)
-    return " ".join(exc.messages)
-
-
 @require_GET
 def dkim_panel(request: HtmxRequest, pk: int) -> HttpResponse:
     return _panel(request, _domain(request, pk))
@@ -96,7 +90,7 @@ def dkim_key_add(request: HtmxRequest, pk: int) -> HttpResponse:
             actor=request.user,
         )
     except (ValidationError, PermissionDenied) as exc:
-        return _panel(request, domain, key_form=form, error=_errors(exc))
+        return _panel(request, domain, key_form=form, error=error_text(exc))
     return _panel(request, domain)
 
 
@@ -110,7 +104,7 @@ def _key_action(request: HtmxRequest, pk: int, action: str) -> HttpResponse:
         else:
             dkim_keys.dkim_key_retire(key=key, actor=request.user)
     except (ValidationError, PermissionDenied) as exc:
-        return _panel(request, key.domain, error=_errors(exc))
+        return _panel(request, key.domain, error=error_text(exc))
     return _panel(request, key.domain)
 
 
@@ -138,7 +132,7 @@ def dkim_selector_add(request: HtmxRequest, pk: int) -> HttpResponse:
             actor=request.user,
         )
     except (ValidationError, PermissionDenied) as exc:
-        return _panel(request, domain, selector_form=form, error=_errors(exc))
+        return _panel(request, domain, selector_form=form, error=error_text(exc))
     return _panel(request, domain)
 
 
@@ -185,5 +179,5 @@ def dns_update_set(request: HtmxRequest, pk: int) -> HttpResponse:
     try:
         dkim_keys.dns_update_set(domain=domain, actor=request.user, **form.cleaned_data)
     except (ValidationError, PermissionDenied) as exc:
-        return _panel(request, domain, dns_update_form=form, error=_errors(exc))
+        return _panel(request, domain, dns_update_form=form, error=error_text(exc))
     return _panel(request, domain)

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dashboard.forms import HostConnectionForm, HostForm, HostKeyConfirmForm, HostSettingsForm
-from dashboard.http import HtmxRequest
+from dashboard.http import HtmxRequest, error_text
 from dns_records import selectors as domain_selectors
 from hosts import selectors, services
 from hosts.models import Host
@@ -31,12 +31,6 @@ CONNECTION_FIELDS = (
     "name", "address", "ssh_port", "ssh_user",
     "postfix_config_dir", "dovecot_config_dir", "opendkim_config_dir",
 )  # fmt: skip
-
-
-def _errors(exc: ValidationError | PermissionDenied) -> str:
-    if isinstance(exc, PermissionDenied):
-        return str(exc)
-    return " ".join(exc.messages)
 
 
 def _form_errors(form: Any, exc: ValidationError) -> None:
@@ -192,7 +186,7 @@ def host_probe(request: HtmxRequest, pk: int) -> HttpResponse:
     except services.ProbeRateLimited as exc:
         error = str(exc)
     except PermissionDenied as exc:
-        error = _errors(exc)
+        error = error_text(exc)
     return render(
         request,
         "dashboard/partials/hosts/probes.html",
@@ -204,7 +198,7 @@ def _rendered_context(host: Host) -> dict[str, Any]:
     try:
         return {"rendered": selectors.host_rendered(host), "rendered_error": ""}
     except ValidationError as exc:
-        return {"rendered": [], "rendered_error": _errors(exc)}
+        return {"rendered": [], "rendered_error": error_text(exc)}
 
 
 @require_GET
@@ -321,7 +315,7 @@ def host_deploy(request: HtmxRequest, pk: int) -> HttpResponse:
     try:
         services.deployment_request(host_id=host.pk, actor=request.user)
     except (ValidationError, PermissionDenied) as exc:
-        error = _errors(exc)
+        error = error_text(exc)
     return render(
         request,
         "dashboard/partials/hosts/deployments.html",
